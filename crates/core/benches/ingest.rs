@@ -1,0 +1,47 @@
+//! Ingest throughput: decode + normalise + Parquet (zstd) over generated ~400-byte records.
+//! `cargo bench -p sluice-core --bench ingest`; `cargo xtask bench` prints the comparison with DuckDB.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_core::synth::{Generator, SynthConfig};
+use sluice_core::{IngestPipeline, StreamRecord};
+
+const NOW: i64 = 1_714_568_400_000;
+
+fn records(n: usize) -> Vec<StreamRecord> {
+    let config = SynthConfig {
+        tenants: 8,
+        services_per_tenant: 8,
+        events: n,
+        start_ms: NOW - 3_000_000,
+        duration_ms: 2_400_000,
+        ..SynthConfig::default()
+    };
+    Generator::new(config)
+        .enumerate()
+        .map(|(i, e)| StreamRecord {
+            shard_id: "shardId-000000000000".into(),
+            sequence_number: (49_000_000_000u64 + i as u64).to_string(),
+            partition_key: e.partition_key,
+            arrival_ms: NOW,
+            data: e.payload,
+        })
+        .collect()
+}
+
+fn ingest(c: &mut Criterion) {
+    let pipeline = IngestPipeline::default();
+    let mut group = c.benchmark_group("ingest");
+    group.sample_size(10);
+    for (name, n) in [("lambda_batch_10k", 10_000), ("batch_200k", 200_000)] {
+        let batch = records(n);
+        let bytes: usize = batch.iter().map(|r| r.data.len()).sum();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("{name}_records ({} B avg)", bytes / n), |b| {
+            b.iter(|| pipeline.encode(&batch, NOW).map(|out| out.stats.rows))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);

@@ -1,0 +1,414 @@
+//! A small, fast JSON scanner for log records.
+//!
+//! It does not build a document: callers walk an object field by field, take the values they
+//! know, and copy the raw text of every other value as it is (that is how unknown fields reach
+//! `attrs` without being parsed and printed again). Strings borrow from the input unless they
+//! contain escapes. The input must already be valid UTF-8; the scanner only checks JSON syntax.
+
+use std::borrow::Cow;
+
+/// Nesting deeper than this is rejected instead of walked.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON syntax error with the byte offset where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} at byte {offset}")]
+pub struct JsonError {
+    pub what: &'static str,
+    pub offset: usize,
+}
+
+/// A scalar value, or the raw text of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    /// The number's text, unparsed.
+    Num(&'a str),
+    Bool(bool),
+    Null,
+    /// An object or array, as raw JSON text.
+    Raw(&'a str),
+}
+
+/// A cursor over one JSON text.
+#[derive(Debug)]
+pub struct Scanner<'a> {
+    src: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(src: &'a str) -> Self {
+        Self { src, pos: 0 }
+    }
+
+    /// Current byte offset.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves to `pos` (clamped to the input), e.g. to resynchronise after an error.
+    pub fn set_pos(&mut self, pos: usize) {
+        self.pos = pos.min(self.src.len());
+    }
+
+    /// Skips `n` bytes.
+    pub fn advance(&mut self, n: usize) {
+        self.set_pos(self.pos + n);
+    }
+
+    /// The input from `start` to the current position.
+    pub fn slice_from(&self, start: usize) -> &'a str {
+        &self.src[start..self.pos]
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.src.as_bytes()
+    }
+
+    fn err(&self, what: &'static str) -> JsonError {
+        JsonError {
+            what,
+            offset: self.pos,
+        }
+    }
+
+    /// Skips JSON whitespace.
+    #[inline]
+    pub fn skip_ws(&mut self) {
+        let b = self.bytes();
+        while self.pos < b.len() && matches!(b[self.pos], b' ' | b'\t' | b'\n' | b'\r') {
+            self.pos += 1;
+        }
+    }
+
+    /// The next non-whitespace byte, without consuming it.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.bytes().get(self.pos).copied()
+    }
+
+    /// True when only whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.peek().is_none()
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8, what: &'static str) -> Result<(), JsonError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.err(what))
+        }
+    }
+
+    /// Walks an object, calling `field(key, raw_key, scanner)` for each member; the callback must
+    /// consume the member's value (with [`Scanner::value`], [`Scanner::skip_value`], or
+    /// [`Scanner::object`] for a nested object). `raw_key` is the key's text between its quotes,
+    /// escapes intact.
+    pub fn object(
+        &mut self,
+        depth: usize,
+        mut field: impl FnMut(&str, &'a str, &mut Scanner<'a>) -> Result<(), JsonError>,
+    ) -> Result<(), JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        self.expect(b'{', "expected '{'")?;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a quoted key"));
+            }
+            let raw_start = self.pos + 1;
+            let key = self.string()?;
+            let raw_key = &self.src[raw_start..self.pos - 1];
+            self.expect(b':', "expected ':' after key")?;
+            field(&key, raw_key, self)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// Reads any value; containers come back as [`Value::Raw`].
+    pub fn value(&mut self) -> Result<Value<'a>, JsonError> {
+        match self.peek() {
+            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'{' | b'[') => {
+                let start = self.pos;
+                self.skip_container()?;
+                Ok(Value::Raw(self.slice_from(start)))
+            }
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            Some(b'-' | b'0'..=b'9') => Ok(Value::Num(self.number()?)),
+            Some(_) => Err(self.err("unexpected character")),
+            None => Err(self.err("unexpected end of input")),
+        }
+    }
+
+    /// Skips any value and returns its raw text.
+    pub fn skip_value(&mut self) -> Result<&'a str, JsonError> {
+        self.skip_ws();
+        let start = self.pos;
+        match self.bytes().get(self.pos) {
+            Some(b'"') => {
+                self.skip_string()?;
+            }
+            Some(b'{' | b'[') => self.skip_container()?,
+            _ => {
+                self.value()?;
+            }
+        }
+        Ok(self.slice_from(start))
+    }
+
+    fn literal(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, JsonError> {
+        if self.src[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.err("invalid literal"))
+        }
+    }
+
+    fn number(&mut self) -> Result<&'a str, JsonError> {
+        let start = self.pos;
+        let b = self.bytes();
+        while self.pos < b.len()
+            && matches!(b[self.pos], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+        {
+            self.pos += 1;
+        }
+        let text = self.slice_from(start);
+        if text == "-" || text.ends_with(['.', 'e', 'E', '+', '-']) {
+            return Err(self.err("invalid number"));
+        }
+        Ok(text)
+    }
+
+    /// Skips a string, escapes included, leaving the position after its closing quote.
+    fn skip_string(&mut self) -> Result<(), JsonError> {
+        let b = self.bytes();
+        let mut i = self.pos + 1;
+        while let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) {
+            i += off;
+            if b[i] == b'"' {
+                self.pos = i + 1;
+                return Ok(());
+            }
+            i += 2;
+            if i > b.len() {
+                break;
+            }
+        }
+        self.pos = b.len();
+        Err(self.err("unterminated string"))
+    }
+
+    /// Reads a string, borrowing it when it has no escapes.
+    pub fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a string"));
+        }
+        let b = self.bytes();
+        let start = self.pos + 1;
+        match memchr::memchr2(b'"', b'\\', &b[start..]) {
+            Some(off) if b[start + off] == b'"' => {
+                self.pos = start + off + 1;
+                Ok(Cow::Borrowed(&self.src[start..start + off]))
+            }
+            Some(off) => {
+                let mut out = String::with_capacity(off + 16);
+                out.push_str(&self.src[start..start + off]);
+                self.pos = start + off;
+                self.unescape_into(&mut out)?;
+                Ok(Cow::Owned(out))
+            }
+            None => {
+                self.pos = b.len();
+                Err(self.err("unterminated string"))
+            }
+        }
+    }
+
+    /// Continues a string at an escape, appending to `out` until the closing quote.
+    fn unescape_into(&mut self, out: &mut String) -> Result<(), JsonError> {
+        let b = self.bytes();
+        loop {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &b[self.pos..]) else {
+                self.pos = b.len();
+                return Err(self.err("unterminated string"));
+            };
+            out.push_str(&self.src[self.pos..self.pos + off]);
+            self.pos += off;
+            if b[self.pos] == b'"' {
+                self.pos += 1;
+                return Ok(());
+            }
+            let esc = *b
+                .get(self.pos + 1)
+                .ok_or_else(|| self.err("unterminated escape"))?;
+            self.pos += 2;
+            match esc {
+                b'"' => out.push('"'),
+                b'\\' => out.push('\\'),
+                b'/' => out.push('/'),
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let hi = self.hex4()?;
+                    let c = if (0xD800..0xDC00).contains(&hi) {
+                        if !self.src[self.pos..].starts_with("\\u") {
+                            return Err(self.err("lone surrogate"));
+                        }
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..0xE000).contains(&lo) {
+                            return Err(self.err("invalid surrogate pair"));
+                        }
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                    } else {
+                        char::from_u32(hi)
+                    };
+                    out.push(c.ok_or_else(|| self.err("invalid \\u escape"))?);
+                }
+                _ => return Err(self.err("invalid escape")),
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let digits = self
+            .src
+            .get(self.pos..self.pos + 4)
+            .ok_or_else(|| self.err("short \\u escape"))?;
+        let v = u32::from_str_radix(digits, 16).map_err(|_| self.err("invalid \\u escape"))?;
+        self.pos += 4;
+        Ok(v)
+    }
+
+    /// Skips an object or array without recursion, checking brackets and strings.
+    fn skip_container(&mut self) -> Result<(), JsonError> {
+        let b = self.bytes();
+        let mut stack = [0u8; MAX_DEPTH];
+        let mut depth = 0usize;
+        while self.pos < b.len() {
+            match b[self.pos] {
+                open @ (b'{' | b'[') => {
+                    if depth == MAX_DEPTH {
+                        return Err(self.err("nesting too deep"));
+                    }
+                    stack[depth] = if open == b'{' { b'}' } else { b']' };
+                    depth += 1;
+                    self.pos += 1;
+                }
+                close @ (b'}' | b']') => {
+                    if depth == 0 || stack[depth - 1] != close {
+                        return Err(self.err("mismatched bracket"));
+                    }
+                    depth -= 1;
+                    self.pos += 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                b'"' => self.skip_string()?,
+                _ => self.pos += 1,
+            }
+        }
+        Err(self.err("unterminated object or array"))
+    }
+}
+
+/// Parses a JSON number's text as f64 (exactly, like `str::parse`).
+pub fn parse_f64(text: &str) -> Option<f64> {
+    lexical_core::parse::<f64>(text.as_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(src: &str) -> Result<Vec<(String, Value<'_>)>, JsonError> {
+        let mut out = Vec::new();
+        Scanner::new(src).object(0, |k, _, s| {
+            out.push((k.to_owned(), s.value()?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_scalars_and_keeps_containers_raw() -> Result<(), JsonError> {
+        let f = fields(r#"{"a":"x","b":-1.5e3,"c":true,"d":null,"e":{"k":[1,{"z":"}"}]}}"#)?;
+        assert_eq!(f[0].1, Value::Str(Cow::Borrowed("x")));
+        assert_eq!(f[1].1, Value::Num("-1.5e3"));
+        assert_eq!(f[2].1, Value::Bool(true));
+        assert_eq!(f[3].1, Value::Null);
+        assert_eq!(f[4].1, Value::Raw(r#"{"k":[1,{"z":"}"}]}"#));
+        Ok(())
+    }
+
+    #[test]
+    fn unescapes_strings_including_surrogate_pairs() -> Result<(), JsonError> {
+        let f = fields(r#"{"m":"a\"b\\c\n\u00e9\ud83d\ude00"}"#)?;
+        assert_eq!(f[0].1, Value::Str(Cow::Owned("a\"b\\c\né😀".into())));
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_malformed_json_with_offset() {
+        for bad in [
+            r#"{"a":}"#,
+            r#"{"a":1"#,
+            r#"{"a" 1}"#,
+            r#"{"a":"x}"#,
+            r#"{"a":[1,2}"#,
+            r#"{"a":tru}"#,
+            r#"{a:1}"#,
+            r#"{"a":"\ud800"}"#,
+        ] {
+            assert!(fields(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn rejects_nesting_beyond_the_limit() {
+        let deep = format!(
+            r#"{{"a":{}1{}}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let err = fields(&deep).err();
+        assert_eq!(err.map(|e| e.what), Some("nesting too deep"));
+    }
+
+    #[test]
+    fn parses_floats_exactly() {
+        assert_eq!(parse_f64("0.1"), Some(0.1));
+        assert_eq!(
+            parse_f64("-0.0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+        assert_eq!(
+            parse_f64("123.456789012345678"),
+            "123.456789012345678".parse().ok()
+        );
+    }
+}

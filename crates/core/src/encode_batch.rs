@@ -1,0 +1,246 @@
+//! Turns one batch of stream records into Parquet objects (one per tenant and hour) and a
+//! dead-letter object. Pure CPU: no I/O happens here.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::columns::{ColumnBuilder, Origin, Row};
+use crate::dead_letter::{self, DeadLetter};
+use crate::decode::cloudwatch::CloudWatchMapping;
+use crate::decode::{DecodeLimits, Decoder, EventDefaults, EventSink};
+use crate::error::{CoreError, RejectReason};
+use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
+use crate::input::{StreamRecord, split_partition_key};
+use crate::level::Level;
+use crate::normalize::{Fields, timestamp, validate_name};
+use crate::parquet_out::{self, ParquetOptions};
+use crate::partition;
+
+/// Everything the ingest path can be tuned with.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub limits: DecodeLimits,
+    pub cloudwatch: CloudWatchMapping,
+    /// Events older than this, relative to their record's arrival, are rejected.
+    pub max_past_ms: i64,
+    /// Events newer than this, relative to their record's arrival, are rejected.
+    pub max_future_ms: i64,
+    pub parquet: ParquetOptions,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            limits: DecodeLimits::default(),
+            cloudwatch: CloudWatchMapping::default(),
+            max_past_ms: 30 * 86_400_000,
+            max_future_ms: 3_600_000,
+            parquet: ParquetOptions::default(),
+        }
+    }
+}
+
+struct Group {
+    tenant: String,
+    hour: i64,
+    builder: ColumnBuilder,
+}
+
+struct BatchSink<'b> {
+    config: &'b IngestConfig,
+    record: &'b StreamRecord,
+    reference_ms: i64,
+    groups: &'b mut Vec<Group>,
+    last_group: usize,
+    letters: &'b mut Vec<DeadLetter>,
+    rejected: &'b mut BTreeMap<String, u64>,
+}
+
+impl BatchSink<'_> {
+    fn group_for(&mut self, tenant: &str, hour: i64) -> &mut ColumnBuilder {
+        let hit = self
+            .groups
+            .get(self.last_group)
+            .is_some_and(|g| g.hour == hour && g.tenant == tenant);
+        if !hit {
+            self.last_group = match self
+                .groups
+                .iter()
+                .position(|g| g.hour == hour && g.tenant == tenant)
+            {
+                Some(i) => i,
+                None => {
+                    self.groups.push(Group {
+                        tenant: tenant.to_owned(),
+                        hour,
+                        builder: ColumnBuilder::with_capacity(1024),
+                    });
+                    self.groups.len() - 1
+                }
+            };
+        }
+        &mut self.groups[self.last_group].builder
+    }
+}
+
+impl EventSink for BatchSink<'_> {
+    fn event(
+        &mut self,
+        sub: u32,
+        fields: Fields<'_>,
+        attrs: Option<&str>,
+        defaults: &EventDefaults<'_>,
+    ) -> Result<(), RejectReason> {
+        let (pk_tenant, pk_service) = split_partition_key(&self.record.partition_key);
+        let tenant = fields
+            .tenant
+            .as_deref()
+            .or(defaults.tenant)
+            .or(pk_tenant)
+            .ok_or(RejectReason::NoTenant)?;
+        validate_name("tenant", tenant)?;
+        let service = fields
+            .service
+            .as_deref()
+            .or(defaults.service)
+            .or(pk_service)
+            .unwrap_or("unknown");
+        if service.len() > 256 {
+            return Err(RejectReason::InvalidName {
+                field: "service",
+                value: service.chars().take(80).collect(),
+            });
+        }
+        let ts_ms = fields.ts_ms.or(defaults.ts_ms).unwrap_or(self.reference_ms);
+        if ts_ms < self.reference_ms - self.config.max_past_ms
+            || ts_ms > self.reference_ms + self.config.max_future_ms
+        {
+            return Err(RejectReason::TimestampOutOfRange {
+                detail: format!(
+                    "{} is outside [-{}s, +{}s] of the arrival time {}",
+                    timestamp::format_rfc3339_ms(ts_ms),
+                    self.config.max_past_ms / 1000,
+                    self.config.max_future_ms / 1000,
+                    timestamp::format_rfc3339_ms(self.reference_ms)
+                ),
+            });
+        }
+        let row = Row {
+            ts_ms,
+            received_at_ms: self.reference_ms,
+            tenant,
+            service,
+            level: fields.level.unwrap_or(Level::Info),
+            fields: &fields,
+            attrs,
+            event_id: fields.event_id.as_deref().or(defaults.event_id),
+            origin: Origin {
+                shard_id: &self.record.shard_id,
+                sequence_number: &self.record.sequence_number,
+                sub_index: sub,
+            },
+        };
+        self.group_for(tenant, partition::hour_of(ts_ms)).push(&row);
+        Ok(())
+    }
+
+    fn reject(&mut self, sub: Option<u32>, reason: RejectReason, raw: &[u8]) {
+        *self.rejected.entry(reason.kind().to_owned()).or_default() += 1;
+        tracing::debug!(
+            shard = %self.record.shard_id,
+            sequence = %self.record.sequence_number,
+            sub,
+            reason = %reason,
+            "record rejected to the dead-letter prefix"
+        );
+        self.letters
+            .push(DeadLetter::new(self.record, sub, &reason, raw));
+    }
+}
+
+/// Encodes a batch. Records should come from one shard (as Lambda delivers them); keys use the
+/// first record's shard and sequence number.
+pub fn encode_batch(
+    config: &IngestConfig,
+    records: &[StreamRecord],
+    now_ms: i64,
+) -> Result<EncodedBatch, CoreError> {
+    let mut stats = IngestStats::default();
+    let Some(first) = records.first() else {
+        return Ok(EncodedBatch {
+            objects: Vec::new(),
+            stats,
+        });
+    };
+    let mut decoder = Decoder::new(config.limits.clone(), config.cloudwatch.clone());
+    let mut groups: Vec<Group> = Vec::new();
+    let mut letters = Vec::new();
+    let mut last_group = 0;
+    for record in records {
+        stats.records += 1;
+        stats.bytes_in += record.data.len() as u64;
+        let arrival = if record.arrival_ms > 0 {
+            record.arrival_ms
+        } else {
+            now_ms
+        };
+        stats.oldest_arrival_ms = Some(stats.oldest_arrival_ms.map_or(arrival, |o| o.min(arrival)));
+        let mut sink = BatchSink {
+            config,
+            record,
+            reference_ms: arrival,
+            groups: &mut groups,
+            last_group,
+            letters: &mut letters,
+            rejected: &mut stats.rejected,
+        };
+        decoder.decode(&record.data, &mut sink);
+        last_group = sink.last_group;
+    }
+
+    let props = config.parquet.writer_properties()?;
+    let mut objects = Vec::with_capacity(groups.len() + 1);
+    groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
+    for mut group in groups {
+        let rows = group.builder.len() as u64;
+        let batch = group.builder.finish()?;
+        let body = parquet_out::encode(&batch, &props)?;
+        stats.rows += rows;
+        *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
+        stats.bytes_out += body.len() as u64;
+        objects.push(EncodedObject {
+            key: partition::logs_key(
+                &group.tenant,
+                group.hour,
+                &first.shard_id,
+                &first.sequence_number,
+            ),
+            body: Bytes::from(body),
+            content_type: "application/vnd.apache.parquet",
+            rows,
+            kind: ObjectKind::Logs {
+                tenant: group.tenant,
+            },
+        });
+    }
+    if !letters.is_empty() {
+        let body = dead_letter::encode(&letters)?;
+        stats.bytes_out += body.len() as u64;
+        let arrival = if first.arrival_ms > 0 {
+            first.arrival_ms
+        } else {
+            now_ms
+        };
+        objects.push(EncodedObject {
+            key: partition::dead_letter_key(arrival, &first.shard_id, &first.sequence_number),
+            body: Bytes::from(body),
+            content_type: "application/gzip",
+            rows: letters.len() as u64,
+            kind: ObjectKind::DeadLetter,
+        });
+    }
+    stats.objects = objects.len() as u64;
+    stats.events = stats.rows + stats.rejected_total();
+    Ok(EncodedBatch { objects, stats })
+}

@@ -1,0 +1,63 @@
+//! What arrives from the stream: one Kinesis record, stripped of anything AWS-specific.
+
+/// One record as the stream delivered it. Lambda's `KinesisEventRecord`, the local runner and the
+/// embedded stream all convert to this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    /// Shard the record came from, e.g. `shardId-000000000000`.
+    pub shard_id: String,
+    /// The record's sequence number (a decimal string of up to 128 bits).
+    pub sequence_number: String,
+    /// The partition key the producer chose; sluice producers use `tenant/service`.
+    pub partition_key: String,
+    /// When Kinesis accepted the record (`approximateArrivalTimestamp`), ms since the epoch.
+    pub arrival_ms: i64,
+    /// The payload, exactly as put.
+    pub data: Vec<u8>,
+}
+
+/// Compares two Kinesis sequence numbers (decimal strings without leading zeros).
+pub fn cmp_sequence(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Splits a partition key `tenant/service[/suffix]` into its tenant and service parts.
+pub fn split_partition_key(key: &str) -> (Option<&str>, Option<&str>) {
+    let mut parts = key.splitn(3, '/');
+    let tenant = parts.next().filter(|t| !t.is_empty());
+    let service = parts.next().filter(|s| !s.is_empty());
+    (tenant, service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn sequence_numbers_compare_numerically() {
+        assert_eq!(cmp_sequence("9", "10"), Ordering::Less);
+        assert_eq!(
+            cmp_sequence(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Ordering::Less
+        );
+        assert_eq!(cmp_sequence("11", "11"), Ordering::Equal);
+    }
+
+    #[test]
+    fn partition_key_gives_tenant_and_service() {
+        assert_eq!(
+            split_partition_key("acme/checkout"),
+            (Some("acme"), Some("checkout"))
+        );
+        assert_eq!(
+            split_partition_key("acme/checkout/7"),
+            (Some("acme"), Some("checkout"))
+        );
+        assert_eq!(split_partition_key("acme"), (Some("acme"), None));
+        assert_eq!(split_partition_key(""), (None, None));
+    }
+}

@@ -1,0 +1,32 @@
+//! # sluice-core
+//!
+//! The domain of sluice, with no AWS and no wasmtime in it:
+//!
+//! - [`input`]: a stream record as delivered (shard, sequence number, partition key, payload);
+//! - [`decode`]: payload formats (NDJSON, CloudWatch Logs subscription gzip, KPL aggregates,
+//!   plain text) and the hand-written JSON scanner behind them;
+//! - [`normalize`]: field aliases, timestamps and levels, to the canonical record;
+//! - [`columns`], [`parquet_out`]: the Arrow schema and the tuned Parquet writer;
+//! - [`partition`]: the Hive-style storage keys;
+//! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port;
+//! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.
+
+pub mod columns;
+pub mod dead_letter;
+pub mod decode;
+pub mod embedded_stream;
+mod encode_batch;
+pub mod error;
+pub mod ingest;
+pub mod input;
+pub mod level;
+pub mod normalize;
+pub mod parquet_out;
+pub mod partition;
+pub mod store;
+pub mod synth;
+
+pub use error::{CoreError, RejectReason};
+pub use ingest::{IngestConfig, IngestOutcome, IngestPipeline, IngestStats};
+pub use input::StreamRecord;
+pub use store::{BlobStore, LocalDirStore, StoreError};

@@ -1,0 +1,359 @@
+//! Normalisation: one JSON log event to the canonical fields of DESIGN.md §3.
+//!
+//! Known fields are taken (under any of their aliases, flat, dotted or nested in `http`,
+//! `service`, …); every other field is copied, as its original JSON text, into `attrs`.
+
+pub mod aliases;
+pub mod timestamp;
+
+use std::borrow::Cow;
+
+use crate::decode::json::{JsonError, Scanner, Value, parse_f64};
+use crate::error::RejectReason;
+use crate::level::Level;
+use aliases::{Field, lookup};
+
+/// The canonical fields found in one event. Strings borrow from the input where they can.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Fields<'a> {
+    pub ts_ms: Option<i64>,
+    pub tenant: Option<Cow<'a, str>>,
+    pub service: Option<Cow<'a, str>>,
+    pub level: Option<Level>,
+    pub message: Option<Cow<'a, str>>,
+    pub trace_id: Option<Cow<'a, str>>,
+    pub span_id: Option<Cow<'a, str>>,
+    pub http_method: Option<Cow<'a, str>>,
+    pub http_path: Option<Cow<'a, str>>,
+    pub http_status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub host: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
+    pub event_id: Option<Cow<'a, str>>,
+}
+
+/// Builds the `attrs` JSON object text from the fields no canonical column took.
+#[derive(Debug, Default)]
+pub struct AttrsBuf {
+    text: String,
+}
+
+impl AttrsBuf {
+    pub fn clear(&mut self) {
+        self.text.clear();
+    }
+
+    /// The JSON object text, or `None` when there were no extra fields.
+    pub fn as_json(&mut self) -> Option<&str> {
+        if self.text.is_empty() {
+            None
+        } else {
+            self.text.push('}');
+            Some(&self.text)
+        }
+    }
+
+    /// Adds `"prefix.key": raw` (the key keeps its original escapes).
+    fn push(&mut self, prefix: Option<&str>, raw_key: &str, raw_value: &str) {
+        self.text.push(if self.text.is_empty() { '{' } else { ',' });
+        self.text.push('"');
+        if let Some(p) = prefix {
+            self.text.push_str(p);
+            self.text.push('.');
+        }
+        self.text.push_str(raw_key);
+        self.text.push_str("\":");
+        self.text.push_str(raw_value);
+    }
+}
+
+/// Normalises one JSON object. `src` must be exactly one object (whitespace around is allowed).
+pub fn normalize_json<'a>(src: &'a str, attrs: &mut AttrsBuf) -> Result<Fields<'a>, RejectReason> {
+    let mut scanner = Scanner::new(src);
+    let fields = normalize_object(&mut scanner, attrs)?;
+    if !scanner.at_end() {
+        return Err(RejectReason::NotJson {
+            detail: format!("trailing characters at byte {}", scanner.pos()),
+        });
+    }
+    Ok(fields)
+}
+
+/// Normalises the object at the scanner's position, leaving it after the object.
+pub fn normalize_object<'a>(
+    scanner: &mut Scanner<'a>,
+    attrs: &mut AttrsBuf,
+) -> Result<Fields<'a>, RejectReason> {
+    attrs.clear();
+    let mut fields = Fields::default();
+    let mut bad_ts: Option<String> = None;
+    walk(scanner, None, &mut fields, attrs, &mut bad_ts).map_err(|e| RejectReason::NotJson {
+        detail: e.to_string(),
+    })?;
+    if let Some(detail) = bad_ts {
+        return Err(RejectReason::TimestampOutOfRange { detail });
+    }
+    Ok(fields)
+}
+
+fn walk<'a>(
+    scanner: &mut Scanner<'a>,
+    prefix: Option<&str>,
+    fields: &mut Fields<'a>,
+    attrs: &mut AttrsBuf,
+    bad_ts: &mut Option<String>,
+) -> Result<(), JsonError> {
+    let depth = usize::from(prefix.is_some());
+    scanner.object(depth, |key, raw_key, s| {
+        let mut dotted = String::new();
+        let name: &str = match prefix {
+            Some(p) => {
+                dotted.reserve(p.len() + 1 + key.len());
+                dotted.push_str(p);
+                dotted.push('.');
+                dotted.push_str(key);
+                &dotted
+            }
+            None => key,
+        };
+        if prefix.is_none() && aliases::is_known_container(key) && s.peek() == Some(b'{') {
+            return walk(s, Some(key), fields, attrs, bad_ts);
+        }
+        let Some(field) = lookup(name) else {
+            let raw = s.skip_value()?;
+            attrs.push(prefix, raw_key, raw);
+            return Ok(());
+        };
+        let start = s.pos();
+        let value = s.value()?;
+        if !take(field, value, fields, bad_ts) {
+            attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+        }
+        Ok(())
+    })
+}
+
+/// Stores `value` as `field`; false when the value does not fit (it then goes to `attrs`).
+fn take<'a>(
+    field: Field,
+    value: Value<'a>,
+    f: &mut Fields<'a>,
+    bad_ts: &mut Option<String>,
+) -> bool {
+    let text = |v: Value<'a>| -> Option<Cow<'a, str>> {
+        match v {
+            Value::Str(s) => Some(s),
+            Value::Num(n) => Some(Cow::Borrowed(n)),
+            _ => None,
+        }
+    };
+    match field {
+        Field::Ts => {
+            let parsed = match &value {
+                Value::Num(n) => timestamp::parse_epoch_text_ms(n),
+                Value::Str(s) => {
+                    timestamp::parse_rfc3339_ms(s).or_else(|| timestamp::parse_epoch_text_ms(s))
+                }
+                _ => None,
+            };
+            match parsed {
+                Some(ms) => f.ts_ms = Some(ms),
+                None => {
+                    *bad_ts = Some(match value {
+                        Value::Str(s) => format!("unreadable timestamp {s:?}"),
+                        Value::Num(n) => format!("unreadable timestamp {n}"),
+                        _ => "timestamp is not a string or number".to_owned(),
+                    });
+                }
+            }
+            true
+        }
+        Field::Level => match &value {
+            Value::Str(s) => match Level::parse(s) {
+                Some(l) => {
+                    f.level = Some(l);
+                    true
+                }
+                None => false,
+            },
+            Value::Num(n) => match n.parse().ok().and_then(Level::from_number) {
+                Some(l) => {
+                    f.level = Some(l);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        },
+        Field::StatusOrLevel => match &value {
+            Value::Num(n) => take(Field::HttpStatus, Value::Num(n), f, bad_ts),
+            Value::Str(s) if s.bytes().all(|c| c.is_ascii_digit()) => {
+                take(Field::HttpStatus, value, f, bad_ts)
+            }
+            Value::Str(_) => take(Field::Level, value, f, bad_ts),
+            _ => false,
+        },
+        Field::HttpStatus => {
+            let code = match &value {
+                Value::Num(n) => n.parse::<u16>().ok(),
+                Value::Str(s) => s.parse::<u16>().ok(),
+                _ => None,
+            };
+            match code.filter(|c| (100..=599).contains(c)) {
+                Some(c) => {
+                    f.http_status = Some(c);
+                    true
+                }
+                None => false,
+            }
+        }
+        Field::Latency(unit) => {
+            let v = match &value {
+                Value::Num(n) => parse_f64(n),
+                Value::Str(s) => parse_f64(s.trim_end_matches("ms")),
+                _ => None,
+            };
+            match v.filter(|v| v.is_finite() && *v >= 0.0) {
+                Some(v) => {
+                    f.latency_ms = Some(unit.to_ms(v));
+                    true
+                }
+                None => false,
+            }
+        }
+        Field::Message => match value {
+            Value::Str(s) => {
+                f.message = Some(s);
+                true
+            }
+            Value::Raw(r) => {
+                f.message = Some(Cow::Borrowed(r));
+                true
+            }
+            Value::Num(n) => {
+                f.message = Some(Cow::Borrowed(n));
+                true
+            }
+            _ => false,
+        },
+        other => {
+            let Some(s) = text(value) else {
+                return false;
+            };
+            let slot = match other {
+                Field::Tenant => &mut f.tenant,
+                Field::Service => &mut f.service,
+                Field::TraceId => &mut f.trace_id,
+                Field::SpanId => &mut f.span_id,
+                Field::HttpMethod => &mut f.http_method,
+                Field::HttpPath => &mut f.http_path,
+                Field::Host => &mut f.host,
+                Field::Region => &mut f.region,
+                Field::EventId => &mut f.event_id,
+                _ => return false,
+            };
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(s);
+            true
+        }
+    }
+}
+
+/// Checks a tenant or service name for use in storage keys: 1-64 of `[A-Za-z0-9._-]`, not
+/// starting with a dot.
+pub fn validate_name(field: &'static str, value: &str) -> Result<(), RejectReason> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RejectReason::InvalidName {
+            field,
+            value: value.chars().take(80).collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(src: &str) -> (Fields<'_>, Option<String>) {
+        let mut attrs = AttrsBuf::default();
+        let f = normalize_json(src, &mut attrs).expect("valid record");
+        (f, attrs.as_json().map(str::to_owned))
+    }
+
+    #[test]
+    fn takes_aliases_flat_dotted_and_nested() {
+        let (f, attrs) = norm(
+            r#"{"@timestamp":"2024-05-01T12:34:56.789Z","severity":"ERROR","msg":"boom","service":{"name":"api","version":"1.2"},
+                "http":{"method":"GET","target":"/v1/x","status_code":503,"duration_ms":12.5,"user_agent":"curl"},
+                "trace.id":"abc","tenant_id":"acme","user":{"id":7}}"#,
+        );
+        assert_eq!(f.ts_ms, Some(1_714_566_896_789));
+        assert_eq!(f.level, Some(Level::Error));
+        assert_eq!(f.message.as_deref(), Some("boom"));
+        assert_eq!(f.service.as_deref(), Some("api"));
+        assert_eq!(f.http_method.as_deref(), Some("GET"));
+        assert_eq!(f.http_path.as_deref(), Some("/v1/x"));
+        assert_eq!(f.http_status, Some(503));
+        assert_eq!(f.latency_ms, Some(12.5));
+        assert_eq!(f.trace_id.as_deref(), Some("abc"));
+        assert_eq!(f.tenant.as_deref(), Some("acme"));
+        let attrs = attrs.expect("unknown fields kept");
+        let parsed: serde_json::Value = serde_json::from_str(&attrs).expect("attrs is JSON");
+        assert_eq!(parsed["service.version"], "1.2");
+        assert_eq!(parsed["http.user_agent"], "curl");
+        assert_eq!(parsed["user"]["id"], 7);
+    }
+
+    #[test]
+    fn status_is_http_when_numeric_and_level_otherwise() {
+        assert_eq!(norm(r#"{"status":404}"#).0.http_status, Some(404));
+        assert_eq!(norm(r#"{"status":"warn"}"#).0.level, Some(Level::Warn));
+        let (f, attrs) = norm(r#"{"status":"paid"}"#);
+        assert_eq!((f.http_status, f.level), (None, None));
+        assert_eq!(attrs.as_deref(), Some(r#"{"status":"paid"}"#));
+    }
+
+    #[test]
+    fn latency_units_are_converted_to_ms() {
+        assert_eq!(norm(r#"{"duration_ns":2500000}"#).0.latency_ms, Some(2.5));
+        assert_eq!(norm(r#"{"request_time":0.125}"#).0.latency_ms, Some(125.0));
+        assert_eq!(norm(r#"{"latency":"40ms"}"#).0.latency_ms, Some(40.0));
+    }
+
+    #[test]
+    fn rejects_unreadable_timestamp() {
+        let mut attrs = AttrsBuf::default();
+        let err = normalize_json(r#"{"ts":"last tuesday","msg":"x"}"#, &mut attrs);
+        assert!(
+            matches!(err, Err(RejectReason::TimestampOutOfRange { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn rejects_record_that_is_not_json() {
+        let mut attrs = AttrsBuf::default();
+        let err = normalize_json(r#"{"msg": "unterminated}"#, &mut attrs);
+        assert!(matches!(err, Err(RejectReason::NotJson { .. })), "{err:?}");
+        let err = normalize_json(r#"{"msg":"x"} trailing"#, &mut attrs);
+        assert!(matches!(err, Err(RejectReason::NotJson { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn validates_names_used_in_keys() {
+        assert!(validate_name("tenant", "acme-prod_1.eu").is_ok());
+        for bad in ["", "a/b", "..", "x".repeat(65).as_str(), "tenant=x", "é"] {
+            assert!(validate_name("tenant", bad).is_err(), "{bad}");
+        }
+    }
+}

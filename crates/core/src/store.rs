@@ -1,0 +1,220 @@
+//! The blob storage port: everything sluice persists goes through [`BlobStore`].
+//!
+//! Two implementations ship: [`LocalDirStore`] here (the embedded default, a directory with the
+//! same key layout as the bucket) and the S3 store in `sluice-aws`.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key is not acceptable to the store (empty, absolute, or with `..`).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// Local filesystem failure.
+    #[error("local store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A remote backend failed after its own retries.
+    #[error("{backend} {op} {key}: {message}")]
+    Backend {
+        backend: &'static str,
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+/// A key/value blob store with S3 semantics: whole-object writes that replace, prefix listing.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Writes `body` under `key`, replacing any object already there.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+    /// Reads the object under `key`, or `None` when there is none.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// Lists every key that starts with `prefix`, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The embedded default: objects are files under a root directory, keys are relative paths.
+///
+/// Writes go to a temporary file that is renamed into place, so readers never see half an object
+/// and a crashed write leaves nothing behind under the final key.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    root: PathBuf,
+}
+
+impl LocalDirStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory this store writes under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_for(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let invalid = |reason| StoreError::InvalidKey {
+            key: key.to_owned(),
+            reason,
+        };
+        if key.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if key.starts_with('/') {
+            return Err(invalid("absolute"));
+        }
+        if key
+            .split('/')
+            .any(|part| part == ".." || part == "." || part.is_empty())
+        {
+            return Err(invalid("empty, '.' or '..' path segment"));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalDirStore {
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+        let path = self.path_for(key)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
+        }
+        let tmp = path.with_extension(format!("tmp-{}", fastrand::u64(..)));
+        tokio::fs::write(&tmp, &body).await.map_err(io_err(&tmp))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io_err(&path))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path_for(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(body) => Ok(Some(Bytes::from(body))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        // Walk from the deepest directory the prefix names, then filter by the full prefix.
+        let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let mut keys = Vec::new();
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&dir)(e)),
+            };
+            while let Some(entry) = entries.next_entry().await.map_err(io_err(&dir))? {
+                let path = entry.path();
+                let file_type = entry.file_type().await.map_err(io_err(&path))?;
+                if file_type.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&self.root) else {
+                    continue;
+                };
+                let key = rel.to_string_lossy().replace('\\', "/");
+                if key.contains(".tmp-") {
+                    continue;
+                }
+                if key.starts_with(prefix) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_for(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_round_trips_and_lists_by_prefix() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io_err(Path::new("tmp")))?;
+        let store = LocalDirStore::new(dir.path());
+        store
+            .put(
+                "logs/tenant=a/x.parquet",
+                Bytes::from_static(b"1"),
+                "application/octet-stream",
+            )
+            .await?;
+        store
+            .put(
+                "logs/tenant=b/y.parquet",
+                Bytes::from_static(b"22"),
+                "application/octet-stream",
+            )
+            .await?;
+        store
+            .put("dlq/z.gz", Bytes::from_static(b"3"), "application/gzip")
+            .await?;
+        assert_eq!(
+            store.list("logs/").await?,
+            vec!["logs/tenant=a/x.parquet", "logs/tenant=b/y.parquet"]
+        );
+        assert_eq!(
+            store.list("logs/tenant=a").await?,
+            vec!["logs/tenant=a/x.parquet"]
+        );
+        assert_eq!(
+            store.get("logs/tenant=b/y.parquet").await?.as_deref(),
+            Some(&b"22"[..])
+        );
+        assert_eq!(store.get("missing").await?, None);
+        store.delete("dlq/z.gz").await?;
+        store.delete("dlq/z.gz").await?;
+        assert!(store.list("dlq/").await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn local_store_rejects_keys_that_escape_the_root() {
+        let store = LocalDirStore::new("/nonexistent-root");
+        for key in ["", "/etc/passwd", "logs/../../etc", "a//b"] {
+            let err = store.put(key, Bytes::new(), "x").await;
+            assert!(
+                matches!(err, Err(StoreError::InvalidKey { .. })),
+                "{key}: {err:?}"
+            );
+        }
+    }
+}

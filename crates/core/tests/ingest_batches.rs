@@ -1,0 +1,455 @@
+//! The ingest use case over whole batches: formats, rejections, Parquet contents, retry safety.
+
+use std::io::Write as _;
+use std::sync::Mutex;
+
+use arrow_array::{
+    Array, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt16Array,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_core::dead_letter::{self, DeadLetter};
+use sluice_core::decode::kpl;
+use sluice_core::ingest::{EncodedBatch, ObjectKind};
+use sluice_core::{
+    BlobStore, IngestConfig, IngestPipeline, LocalDirStore, StoreError, StreamRecord,
+};
+
+const ARRIVAL: i64 = 1_714_566_900_000; // 2024-05-01T12:35:00Z
+const SHARD: &str = "shardId-000000000003";
+
+fn record(seq: u64, key: &str, data: impl Into<Vec<u8>>) -> StreamRecord {
+    StreamRecord {
+        shard_id: SHARD.into(),
+        sequence_number: format!("4959{seq:040}"),
+        partition_key: key.into(),
+        arrival_ms: ARRIVAL,
+        data: data.into(),
+    }
+}
+
+fn encode(records: &[StreamRecord]) -> EncodedBatch {
+    IngestPipeline::default()
+        .encode(records, ARRIVAL)
+        .expect("batch encodes")
+}
+
+fn read_parquet(body: &Bytes) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(body.clone())
+        .expect("valid parquet")
+        .build()
+        .expect("reader");
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("batches");
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).expect("concat")
+}
+
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .expect("string column")
+}
+
+fn logs_for<'a>(
+    batch: &'a EncodedBatch,
+    tenant: &str,
+) -> Vec<&'a sluice_core::ingest::EncodedObject> {
+    batch
+        .objects
+        .iter()
+        .filter(|o| {
+            o.kind
+                == ObjectKind::Logs {
+                    tenant: tenant.into(),
+                }
+        })
+        .collect()
+}
+
+fn dead_letters(batch: &EncodedBatch) -> Vec<DeadLetter> {
+    batch
+        .objects
+        .iter()
+        .find(|o| o.kind == ObjectKind::DeadLetter)
+        .map(|o| dead_letter::decode(&o.body).expect("dead letters decode"))
+        .unwrap_or_default()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).expect("in-memory write");
+    gz.finish().expect("in-memory gzip")
+}
+
+#[test]
+fn ndjson_records_become_sorted_parquet_rows_with_canonical_values() {
+    let batch = encode(&[
+        record(
+            1,
+            "acme/checkout",
+            r#"{"ts":"2024-05-01T12:30:02Z","level":"ERROR","msg":"db timeout","http":{"method":"POST","path":"/pay","status":503},"latency_ms":812.5,"trace_id":"t1","order":42}
+{"ts":"2024-05-01T12:30:01Z","level":"info","msg":"ok","status":200,"duration_ms":3}"#,
+        ),
+        record(
+            2,
+            "acme/search",
+            r#"{"@timestamp":1714566600000,"severity":"warn","message":"slow","service.name":"search-v2"}"#,
+        ),
+    ]);
+    assert_eq!(batch.stats.rows, 3);
+    assert_eq!(batch.stats.rejected_total(), 0);
+    let objects = logs_for(&batch, "acme");
+    assert_eq!(objects.len(), 1);
+    let key = &objects[0].key;
+    assert_eq!(
+        key,
+        &format!(
+            "logs/tenant=acme/dt=2024-05-01/hour=12/{SHARD}-4959{:040}.parquet",
+            1
+        )
+    );
+    let rows = read_parquet(&objects[0].body);
+    assert_eq!(rows.num_rows(), 3);
+    let ts = rows
+        .column_by_name("ts")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+        .expect("ts");
+    assert_eq!(
+        ts.values().to_vec(),
+        vec![1_714_566_600_000, 1_714_566_601_000, 1_714_566_602_000],
+        "sorted by ts"
+    );
+    assert_eq!(
+        strings(&rows, "message").iter().collect::<Vec<_>>(),
+        vec![Some("slow"), Some("ok"), Some("db timeout")]
+    );
+    assert_eq!(strings(&rows, "service").value(0), "search-v2");
+    assert_eq!(
+        strings(&rows, "service").value(2),
+        "checkout",
+        "service from the partition key"
+    );
+    assert_eq!(
+        strings(&rows, "level").iter().collect::<Vec<_>>(),
+        vec![Some("warn"), Some("info"), Some("error")]
+    );
+    let status = rows
+        .column_by_name("http_status")
+        .and_then(|c| c.as_any().downcast_ref::<UInt16Array>())
+        .expect("status");
+    assert_eq!(
+        (status.is_null(0), status.value(1), status.value(2)),
+        (true, 200, 503)
+    );
+    let latency = rows
+        .column_by_name("latency_ms")
+        .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+        .expect("latency");
+    assert_eq!((latency.value(1), latency.value(2)), (3.0, 812.5));
+    assert_eq!(strings(&rows, "attrs").value(2), r#"{"order":42}"#);
+    assert_eq!(strings(&rows, "http_method").value(2), "POST");
+    assert_eq!(
+        strings(&rows, "event_id").value(2),
+        format!("{SHARD}:4959{:040}:0", 1)
+    );
+    assert_eq!(
+        strings(&rows, "event_id").value(1),
+        format!("{SHARD}:4959{:040}:1", 1)
+    );
+}
+
+#[test]
+fn splits_objects_by_tenant_and_hour() {
+    let batch = encode(&[
+        record(1, "acme/a", r#"{"ts":"2024-05-01T11:59:59Z","msg":"a"}"#),
+        record(2, "acme/a", r#"{"ts":"2024-05-01T12:00:00Z","msg":"b"}"#),
+        record(3, "beta/a", r#"{"ts":"2024-05-01T12:00:00Z","msg":"c"}"#),
+        record(
+            4,
+            "ignored/a",
+            r#"{"ts":"2024-05-01T12:00:00Z","msg":"d","tenant":"gamma"}"#,
+        ),
+    ]);
+    let keys: Vec<&str> = batch.objects.iter().map(|o| o.key.as_str()).collect();
+    let suffix = format!("{SHARD}-4959{:040}.parquet", 1);
+    assert_eq!(
+        keys,
+        vec![
+            format!("logs/tenant=acme/dt=2024-05-01/hour=11/{suffix}"),
+            format!("logs/tenant=acme/dt=2024-05-01/hour=12/{suffix}"),
+            format!("logs/tenant=beta/dt=2024-05-01/hour=12/{suffix}"),
+            format!("logs/tenant=gamma/dt=2024-05-01/hour=12/{suffix}"),
+        ]
+    );
+    assert_eq!(
+        batch.stats.tenants.get("gamma"),
+        Some(&1),
+        "the record's tenant beats the partition key"
+    );
+}
+
+#[test]
+fn decodes_cloudwatch_logs_subscription_and_skips_control_messages() {
+    let envelope = serde_json::json!({
+        "messageType": "DATA_MESSAGE", "owner": "123456789012",
+        "logGroup": "/sluice/acme/billing", "logStream": "2024/05/01/[$LATEST]abc",
+        "subscriptionFilters": ["sluice"],
+        "logEvents": [
+            {"id": "3785", "timestamp": 1_714_566_000_000i64, "message": "{\"level\":\"error\",\"msg\":\"card declined\",\"status\":402}"},
+            {"id": "3786", "timestamp": 1_714_566_001_000i64, "message": "WARN retrying charge\n"}
+        ]
+    });
+    let control = serde_json::json!({"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "", "logStream": "", "logEvents": [{"id": "", "timestamp": 1, "message": "CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]});
+    let batch = encode(&[
+        record(1, "random-pk", gzip(envelope.to_string().as_bytes())),
+        record(2, "random-pk", gzip(control.to_string().as_bytes())),
+    ]);
+    assert_eq!((batch.stats.rows, batch.stats.rejected_total()), (2, 0));
+    let rows = read_parquet(&logs_for(&batch, "acme")[0].body);
+    assert_eq!(strings(&rows, "service").value(0), "billing");
+    assert_eq!(
+        strings(&rows, "event_id").iter().collect::<Vec<_>>(),
+        vec![Some("3785"), Some("3786")]
+    );
+    assert_eq!(
+        strings(&rows, "level").iter().collect::<Vec<_>>(),
+        vec![Some("error"), Some("warn")]
+    );
+    assert_eq!(strings(&rows, "message").value(1), "WARN retrying charge");
+}
+
+#[test]
+fn decodes_kpl_aggregates_using_each_sub_record_partition_key() {
+    let agg = kpl::encode(&[
+        ("acme/api", br#"{"msg":"one"}"#.as_slice()),
+        ("beta/web", b"ERROR two".as_slice()),
+    ]);
+    let batch = encode(&[record(1, "outer-key", agg)]);
+    assert_eq!(batch.stats.rows, 2);
+    let beta = read_parquet(&logs_for(&batch, "beta")[0].body);
+    assert_eq!(
+        (
+            strings(&beta, "service").value(0),
+            strings(&beta, "level").value(0)
+        ),
+        ("web", "error")
+    );
+    assert_eq!(
+        strings(&beta, "event_id").value(0),
+        format!("{SHARD}:4959{:040}:1", 1),
+        "sub-sequence in the id"
+    );
+}
+
+#[test]
+fn rejects_every_bad_kind_with_its_reason_and_keeps_the_rest() {
+    let mut bad_kpl = kpl::encode(&[("acme/api", b"x".as_slice())]);
+    let n = bad_kpl.len();
+    bad_kpl[n - 3] ^= 0xff;
+    let bomb = {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..40 {
+            gz.write_all(&zeros).expect("in-memory write");
+        }
+        gz.finish().expect("gzip")
+    };
+    let records = vec![
+        record(1, "acme/api", r#"{"msg":"good"}"#),
+        record(2, "acme/api", "   "),
+        record(3, "acme/api", vec![b'{', 0xff, b'}']),
+        record(4, "acme/api", r#"{"msg":"unterminated"#),
+        record(5, "", r#"{"msg":"who am i"}"#),
+        record(6, "acme/api", r#"{"tenant":"../etc","msg":"x"}"#),
+        record(
+            7,
+            "acme/api",
+            r#"{"ts":"2019-01-01T00:00:00Z","msg":"ancient"}"#,
+        ),
+        record(8, "acme/api", vec![0x1f, 0x8b, 0, 1, 2, 3]),
+        record(9, "acme/api", bomb),
+        record(10, "acme/api", bad_kpl),
+        record(11, "acme/api", vec![b'x'; (1 << 20) + 1]),
+    ];
+    let batch = encode(&records);
+    assert_eq!(batch.stats.rows, 1, "the good record is stored");
+    let letters = dead_letters(&batch);
+    let kinds: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.sequence_number[4..].trim_start_matches('0').to_owned(),
+                l.reason_kind.clone(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("2", "empty"),
+        ("3", "not_utf8"),
+        ("4", "not_json"),
+        ("5", "no_tenant"),
+        ("6", "invalid_name"),
+        ("7", "timestamp_out_of_range"),
+        ("8", "corrupt_gzip"),
+        ("9", "corrupt_gzip"),
+        ("10", "corrupt_kpl"),
+        ("11", "oversized"),
+    ]
+    .iter()
+    .map(|(s, k)| ((*s).to_owned(), (*k).to_owned()))
+    .collect();
+    assert_eq!(kinds, expected);
+    assert!(
+        letters[7].reason.contains("decompresses to more than"),
+        "{}",
+        letters[7].reason
+    );
+    assert_eq!(
+        letters[2].raw().ok(),
+        Some(records[3].data.clone()),
+        "raw bytes are kept"
+    );
+    assert_eq!(batch.stats.rejected_total(), 10);
+    let dlq = batch
+        .objects
+        .iter()
+        .find(|o| o.kind == ObjectKind::DeadLetter)
+        .expect("dead-letter object");
+    assert_eq!(
+        dlq.key,
+        format!("dlq/dt=2024-05-01/hour=12/{SHARD}-4959{:040}.ndjson.gz", 1)
+    );
+}
+
+#[test]
+fn one_bad_line_in_a_record_rejects_only_that_line() {
+    let batch = encode(&[record(
+        1,
+        "acme/api",
+        "{\"msg\":\"a\"}\n{\"msg\": oops}\n{\"msg\":\"c\"}\nnot json at all\n",
+    )]);
+    assert_eq!(batch.stats.rows, 2);
+    let letters = dead_letters(&batch);
+    assert_eq!(letters.len(), 2);
+    assert_eq!(
+        (letters[0].sub_sequence, letters[0].raw().ok()),
+        (Some(1), Some(b"{\"msg\": oops}".to_vec()))
+    );
+    assert_eq!(letters[1].reason_kind, "not_json");
+}
+
+#[test]
+fn accepts_a_one_megabyte_record_intact() {
+    let message = "m".repeat(1_000_000);
+    let data = format!(r#"{{"msg":"{message}"}}"#);
+    assert!(data.len() <= 1 << 20);
+    let batch = encode(&[record(1, "acme/api", data)]);
+    let rows = read_parquet(&logs_for(&batch, "acme")[0].body);
+    assert_eq!(strings(&rows, "message").value(0).len(), 1_000_000);
+}
+
+#[test]
+fn same_batch_twice_gives_identical_objects() {
+    let records: Vec<StreamRecord> = (0..50)
+        .map(|i| {
+            record(
+                i,
+                ["acme/a", "beta/b"][i as usize % 2],
+                format!(r#"{{"msg":"m{i}","latency_ms":{i}}}"#),
+            )
+        })
+        .chain([record(99, "", "no tenant")])
+        .collect();
+    let a = encode(&records);
+    let b = encode(&records);
+    let keys = |batch: &EncodedBatch| {
+        batch
+            .objects
+            .iter()
+            .map(|o| (o.key.clone(), o.body.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&a), keys(&b));
+}
+
+#[tokio::test]
+async fn reprocessing_a_batch_overwrites_instead_of_duplicating() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    let records: Vec<StreamRecord> = (0..20)
+        .map(|i| record(i, "acme/a", format!(r#"{{"msg":"m{i}"}}"#)))
+        .collect();
+    let pipeline = IngestPipeline::new(IngestConfig::default());
+    for _ in 0..2 {
+        let outcome = pipeline.process(&store, &records, ARRIVAL).await;
+        assert_eq!(outcome.retry_from, None);
+    }
+    assert_eq!(store.list("logs/").await?.len(), 1);
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct FailingStore {
+    fail_tenant: &'static str,
+    written: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl BlobStore for FailingStore {
+    async fn put(&self, key: &str, _body: Bytes, _content_type: &str) -> Result<(), StoreError> {
+        if key.contains(self.fail_tenant) {
+            return Err(StoreError::Backend {
+                backend: "test",
+                op: "put",
+                key: key.into(),
+                message: "503 SlowDown".into(),
+            });
+        }
+        self.written.lock().expect("lock").push(key.to_owned());
+        Ok(())
+    }
+    async fn get(&self, _key: &str) -> Result<Option<Bytes>, StoreError> {
+        Ok(None)
+    }
+    async fn list(&self, _prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn storage_failure_asks_for_redelivery_from_the_first_record() {
+    let store = FailingStore {
+        fail_tenant: "tenant=beta",
+        ..FailingStore::default()
+    };
+    let records = vec![
+        record(5, "acme/a", r#"{"msg":"a"}"#),
+        record(6, "beta/b", r#"{"msg":"b"}"#),
+        record(7, "acme/a", r#"{"msg":"c"}"#),
+    ];
+    let outcome = IngestPipeline::default()
+        .process(&store, &records, ARRIVAL)
+        .await;
+    assert_eq!(
+        outcome.retry_from.as_deref(),
+        Some(records[0].sequence_number.as_str())
+    );
+    assert!(
+        outcome.errors[0].contains("503 SlowDown"),
+        "{:?}",
+        outcome.errors
+    );
+    // What was written is named after the batch's first record, so the redelivery overwrites it.
+    let written = store.written.lock().expect("lock").clone();
+    assert_eq!(
+        written,
+        vec![format!(
+            "logs/tenant=acme/dt=2024-05-01/hour=12/{SHARD}-{}.parquet",
+            records[0].sequence_number
+        )]
+    );
+}
