@@ -2,8 +2,10 @@
 //! `cargo bench -p sluice-core --bench ingest`; `cargo xtask bench` prints the comparison with DuckDB.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_core::decode::{Decoder, EventDefaults, EventSink};
+use sluice_core::normalize::Fields;
 use sluice_core::synth::{Generator, SynthConfig};
-use sluice_core::{IngestPipeline, StreamRecord};
+use sluice_core::{IngestPipeline, RejectReason, StreamRecord};
 
 const NOW: i64 = 1_714_568_400_000;
 
@@ -43,5 +45,40 @@ fn ingest(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ingest);
+/// Counts events without storing them: the cost of decoding and normalising alone.
+struct CountingSink(u64);
+
+impl EventSink for CountingSink {
+    fn event(
+        &mut self,
+        _: u32,
+        fields: Fields<'_>,
+        attrs: Option<&str>,
+        _: &EventDefaults<'_>,
+    ) -> Result<(), RejectReason> {
+        self.0 += u64::from(fields.message.is_some()) + attrs.map_or(0, |a| a.len() as u64);
+        Ok(())
+    }
+    fn reject(&mut self, _: Option<u32>, _: RejectReason, _: &[u8]) {}
+}
+
+fn decode_only(c: &mut Criterion) {
+    let batch = records(10_000);
+    let mut group = c.benchmark_group("decode");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("decode_normalise_10k_records", |b| {
+        let mut decoder = Decoder::default();
+        b.iter(|| {
+            let mut sink = CountingSink(0);
+            for r in &batch {
+                decoder.decode(&r.data, &mut sink);
+            }
+            sink.0
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, decode_only);
 criterion_main!(benches);

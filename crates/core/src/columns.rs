@@ -173,13 +173,23 @@ impl ColumnBuilder {
             Some(id) => self.event_id.append_value(id),
             None => {
                 let o = row.origin;
-                // Writing into the builder's value buffer avoids a temporary String; a fmt error
-                // is impossible for this target.
-                let _ = write!(
-                    self.event_id,
-                    "{}:{}:{}",
-                    o.shard_id, o.sequence_number, o.sub_index
-                );
+                // Written piecewise into the builder's value buffer: no temporary String and no
+                // formatting machinery on the hot path.
+                let mut digits = [0u8; 10];
+                let mut n = o.sub_index;
+                let mut i = digits.len();
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let sub = std::str::from_utf8(&digits[i..]).unwrap_or("0");
+                for part in [o.shard_id, ":", o.sequence_number, ":", sub] {
+                    let _ = self.event_id.write_str(part);
+                }
                 self.event_id.append_value("");
             }
         }

@@ -15,7 +15,8 @@ use crate::error::RejectReason;
 pub struct DeadLetter {
     pub shard_id: String,
     pub sequence_number: String,
-    /// Index of the rejected event inside its record, when only part of the record was bad.
+    /// Index of the rejected event inside its record; absent when the record was rejected whole
+    /// (oversized, not UTF-8, corrupt gzip or KPL, …) before it was split into events.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sub_sequence: Option<u32>,
     pub partition_key: String,

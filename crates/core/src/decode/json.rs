@@ -225,7 +225,21 @@ impl<'a> Scanner<'a> {
         }
         let b = self.bytes();
         let start = self.pos + 1;
-        match memchr::memchr2(b'"', b'\\', &b[start..]) {
+        // Keys and most values are short: a plain loop over the first bytes beats setting up
+        // a SIMD search; longer strings fall through to memchr.
+        let short_end = (start + 24).min(b.len());
+        let mut i = start;
+        while i < short_end {
+            match b[i] {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Ok(Cow::Borrowed(&self.src[start..i]));
+                }
+                b'\\' => break,
+                _ => i += 1,
+            }
+        }
+        match memchr::memchr2(b'"', b'\\', &b[i..]).map(|off| off + i - start) {
             Some(off) if b[start + off] == b'"' => {
                 self.pos = start + off + 1;
                 Ok(Cow::Borrowed(&self.src[start..start + off]))

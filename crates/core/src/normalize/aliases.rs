@@ -42,8 +42,177 @@ impl Unit {
     }
 }
 
-/// The canonical field for a (possibly dotted) field name, if any.
+/// The canonical field for a (possibly dotted) field name, if any: one hash and one compare,
+/// through a table built once from [`lookup_slow`].
 pub fn lookup(name: &str) -> Option<Field> {
+    TABLE.get(name)
+}
+
+/// Every alias, as the table is built from.
+const ALIASES: &[&str] = &[
+    "ts",
+    "timestamp",
+    "@timestamp",
+    "time",
+    "datetime",
+    "eventTime",
+    "event_time",
+    "tenant",
+    "tenant_id",
+    "tenantId",
+    "tenant.id",
+    "service",
+    "service.name",
+    "service_name",
+    "serviceName",
+    "svc",
+    "app",
+    "application",
+    "level",
+    "lvl",
+    "severity",
+    "loglevel",
+    "log_level",
+    "log.level",
+    "levelname",
+    "severityText",
+    "severity_text",
+    "message",
+    "msg",
+    "@message",
+    "log",
+    "text",
+    "trace_id",
+    "traceId",
+    "traceid",
+    "trace.id",
+    "trace",
+    "span_id",
+    "spanId",
+    "spanid",
+    "span.id",
+    "http_method",
+    "method",
+    "http.method",
+    "http.request.method",
+    "request_method",
+    "request.method",
+    "http_path",
+    "path",
+    "url",
+    "uri",
+    "http.path",
+    "http.url",
+    "http.target",
+    "http.route",
+    "url.path",
+    "request_path",
+    "request.path",
+    "request.url",
+    "http_status",
+    "status_code",
+    "statusCode",
+    "http.status",
+    "http.status_code",
+    "http.response.status_code",
+    "response_status",
+    "response.status",
+    "response.status_code",
+    "status",
+    "latency_ms",
+    "duration_ms",
+    "elapsed_ms",
+    "response_time_ms",
+    "took_ms",
+    "latency",
+    "duration",
+    "http.latency_ms",
+    "http.duration_ms",
+    "http.latency",
+    "http.duration",
+    "latency_s",
+    "duration_s",
+    "elapsed_s",
+    "request_time",
+    "response_time",
+    "http.duration_s",
+    "latency_us",
+    "duration_us",
+    "elapsed_us",
+    "http.duration_us",
+    "latency_ns",
+    "duration_ns",
+    "elapsed_ns",
+    "http.duration_ns",
+    "host",
+    "hostname",
+    "host.name",
+    "host.hostname",
+    "region",
+    "aws_region",
+    "cloud.region",
+    "event_id",
+    "eventId",
+    "log_id",
+    "_id",
+    "event.id",
+];
+
+static TABLE: std::sync::LazyLock<AliasTable> = std::sync::LazyLock::new(AliasTable::build);
+
+/// Open addressing over a cheap hash: field names are short, so this beats both a `match` on
+/// strings (a compare per pattern) and a general-purpose hasher.
+struct AliasTable {
+    slots: Vec<Option<(&'static str, Field)>>,
+    mask: usize,
+}
+
+/// A cheap hash of length and three sampled bytes; collisions are resolved by probing.
+#[inline]
+fn quick_hash(s: &str) -> usize {
+    let b = s.as_bytes();
+    let Some((&first, &last)) = b.first().zip(b.last()) else {
+        return 0;
+    };
+    let mixed = (b.len() as u64)
+        | u64::from(first) << 8
+        | u64::from(last) << 16
+        | u64::from(b[b.len() / 2]) << 24;
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize
+}
+
+impl AliasTable {
+    fn build() -> Self {
+        let size = (ALIASES.len() * 4).next_power_of_two();
+        let mut slots = vec![None; size];
+        let mask = size - 1;
+        for &alias in ALIASES {
+            if let Some(field) = lookup_slow(alias) {
+                let mut i = quick_hash(alias) & mask;
+                while slots[i].is_some() {
+                    i = (i + 1) & mask;
+                }
+                slots[i] = Some((alias, field));
+            }
+        }
+        Self { slots, mask }
+    }
+
+    #[inline]
+    fn get(&self, name: &str) -> Option<Field> {
+        let mut i = quick_hash(name) & self.mask;
+        loop {
+            match self.slots[i] {
+                None => return None,
+                Some((alias, field)) if alias == name => return Some(field),
+                Some(_) => i = (i + 1) & self.mask,
+            }
+        }
+    }
+}
+
+/// The alias mapping itself, as a `match` (the source of truth for [`lookup`]).
+pub fn lookup_slow(name: &str) -> Option<Field> {
     use Field::*;
     Some(match name {
         "ts" | "timestamp" | "@timestamp" | "time" | "datetime" | "eventTime" | "event_time" => Ts,
@@ -119,5 +288,19 @@ mod tests {
         assert_eq!(lookup("duration_ns"), Some(Field::Latency(Unit::Nanos)));
         assert_eq!(lookup("user_id"), None);
         assert_eq!(Unit::Seconds.to_ms(0.25), 250.0);
+    }
+
+    #[test]
+    fn table_agrees_with_the_match_for_every_alias_and_misses() {
+        for alias in ALIASES {
+            assert!(
+                lookup_slow(alias).is_some(),
+                "{alias} is listed but not mapped"
+            );
+            assert_eq!(lookup(alias), lookup_slow(alias), "{alias}");
+        }
+        for miss in ["", "user", "tsx", "Level", "http.user_agent", "order_id"] {
+            assert_eq!(lookup(miss), None, "{miss}");
+        }
     }
 }

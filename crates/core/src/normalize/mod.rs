@@ -116,7 +116,7 @@ fn walk<'a>(
             }
             None => key,
         };
-        if prefix.is_none() && aliases::is_known_container(key) && s.peek() == Some(b'{') {
+        if prefix.is_none() && s.peek() == Some(b'{') && aliases::is_known_container(key) {
             return walk(s, Some(key), fields, attrs, bad_ts);
         }
         let Some(field) = lookup(name) else {

@@ -1,0 +1,277 @@
+//! Lambda's Kinesis event, converted to the core's [`StreamRecord`].
+//!
+//! Two details matter here:
+//!
+//! - **Shard id.** Lambda does not send the shard as a field; it is the part of `eventID` before
+//!   the colon (`shardId-000000000006:49590338271490256608559692538361571095921575989136588898`).
+//!   All records of one Lambda batch come from one shard, so a record without a usable `eventID`
+//!   takes the shard of its neighbours (else [`UNKNOWN_SHARD`]).
+//! - **Arrival time.** `approximateArrivalTimestamp` is seconds since the epoch with millisecond
+//!   precision (`1545084650.987`). `aws_lambda_events` 1.x reads the fraction's digits as a
+//!   count of milliseconds (so `.9` becomes 9 ms, not 900 ms) and rejects fractions with more
+//!   than three digits. [`ExactKinesisEvent`] (and [`parse_kinesis_event`]) read the number
+//!   exactly instead; use it as the Lambda payload type.
+
+use aws_lambda_events::encodings::SecondTimestamp;
+use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use sluice_core::StreamRecord;
+
+use crate::error::AwsError;
+
+/// Shard id used when no record of the batch names one.
+pub const UNKNOWN_SHARD: &str = "shardId-unknown";
+
+/// The shard id in a Kinesis `eventID` (`shardId-…:sequence`), if there is one.
+pub fn shard_id_of(event_id: &str) -> Option<&str> {
+    event_id
+        .split_once(':')
+        .map(|(shard, _)| shard)
+        .filter(|shard| !shard.is_empty())
+}
+
+/// The arrival time of one record, in ms since the epoch.
+pub fn arrival_ms(record: &KinesisEventRecord) -> i64 {
+    record
+        .kinesis
+        .approximate_arrival_timestamp
+        .timestamp_millis()
+}
+
+/// Converts one Lambda Kinesis record, copying its payload. `fallback_shard` is used when the
+/// record's `eventID` names no shard.
+pub fn stream_record(record: &KinesisEventRecord, fallback_shard: &str) -> StreamRecord {
+    StreamRecord {
+        shard_id: record_shard(record).unwrap_or(fallback_shard).to_owned(),
+        sequence_number: record.kinesis.sequence_number.clone(),
+        partition_key: record.kinesis.partition_key.clone(),
+        arrival_ms: arrival_ms(record),
+        data: record.kinesis.data.0.clone(),
+    }
+}
+
+fn record_shard(record: &KinesisEventRecord) -> Option<&str> {
+    record.event_id.as_deref().and_then(shard_id_of)
+}
+
+/// The shard of a batch: the first shard any record names, else [`UNKNOWN_SHARD`].
+pub fn batch_shard(event: &KinesisEvent) -> String {
+    event
+        .records
+        .iter()
+        .find_map(record_shard)
+        .unwrap_or(UNKNOWN_SHARD)
+        .to_owned()
+}
+
+/// Converts a whole event, moving the payloads out of it (no copy of the data).
+pub fn into_stream_records(event: KinesisEvent) -> Vec<StreamRecord> {
+    let fallback = batch_shard(&event);
+    event
+        .records
+        .into_iter()
+        .map(|record| {
+            let shard_id = record_shard(&record).unwrap_or(&fallback).to_owned();
+            let arrival_ms = arrival_ms(&record);
+            let kinesis = record.kinesis;
+            StreamRecord {
+                shard_id,
+                sequence_number: kinesis.sequence_number,
+                partition_key: kinesis.partition_key,
+                arrival_ms,
+                data: kinesis.data.0,
+            }
+        })
+        .collect()
+}
+
+/// Decodes a Lambda Kinesis event from JSON, reading `approximateArrivalTimestamp` at full
+/// millisecond precision (see the module docs).
+pub fn parse_kinesis_event(mut value: Value) -> Result<KinesisEvent, AwsError> {
+    let mut exact = Vec::new();
+    if let Some(records) = value.get_mut("Records").and_then(Value::as_array_mut) {
+        for record in records {
+            let slot = record
+                .get_mut("kinesis")
+                .and_then(|k| k.get_mut("approximateArrivalTimestamp"));
+            let ms = match slot {
+                Some(ts) => {
+                    let ms = seconds_to_ms(ts);
+                    if let Some(ms) = ms {
+                        // Whole seconds are read correctly by aws_lambda_events; the exact
+                        // value is put back below.
+                        *ts = Value::from(ms.div_euclid(1000));
+                    }
+                    ms
+                }
+                None => None,
+            };
+            exact.push(ms);
+        }
+    }
+    let mut event: KinesisEvent =
+        serde_json::from_value(value).map_err(|e| AwsError::KinesisEvent(e.to_string()))?;
+    for (record, ms) in event.records.iter_mut().zip(exact) {
+        if let Some(ts) = ms.and_then(chrono::DateTime::from_timestamp_millis) {
+            record.kinesis.approximate_arrival_timestamp = SecondTimestamp(ts);
+        }
+    }
+    Ok(event)
+}
+
+/// Decodes a Lambda Kinesis event from JSON bytes (see [`parse_kinesis_event`]).
+pub fn kinesis_event_from_slice(json: &[u8]) -> Result<KinesisEvent, AwsError> {
+    let value: Value =
+        serde_json::from_slice(json).map_err(|e| AwsError::KinesisEvent(e.to_string()))?;
+    parse_kinesis_event(value)
+}
+
+/// Seconds (a JSON number or numeric string) to whole milliseconds, rounded.
+fn seconds_to_ms(value: &Value) -> Option<i64> {
+    let seconds = match value {
+        Value::Number(n) => {
+            if let Some(whole) = n.as_i64() {
+                return whole.checked_mul(1000);
+            }
+            n.as_f64()?
+        }
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    let ms = (seconds * 1000.0).round();
+    // i64 covers ±292 million years in ms; anything outside is not a timestamp.
+    (ms.is_finite() && ms.abs() < 9.0e15).then_some(ms as i64)
+}
+
+/// Lambda's Kinesis event, decoded with exact arrival times. Use it as the handler's payload
+/// type: `LambdaEvent<ExactKinesisEvent>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExactKinesisEvent(pub KinesisEvent);
+
+impl<'de> Deserialize<'de> for ExactKinesisEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        parse_kinesis_event(value)
+            .map(ExactKinesisEvent)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_json(timestamps: &[&str], event_ids: &[Option<&str>]) -> String {
+        let records: Vec<String> = timestamps
+            .iter()
+            .zip(event_ids)
+            .enumerate()
+            .map(|(i, (ts, id))| {
+                let id = id.map_or(String::new(), |id| format!(r#""eventID": "{id}","#));
+                format!(
+                    r#"{{
+                        "kinesis": {{
+                            "kinesisSchemaVersion": "1.0",
+                            "partitionKey": "acme/checkout",
+                            "sequenceNumber": "4959033827149025660855969253836157109592157598913658889{i}",
+                            "data": "aGVsbG8=",
+                            "approximateArrivalTimestamp": {ts}
+                        }},
+                        {id}
+                        "eventSource": "aws:kinesis",
+                        "eventVersion": "1.0",
+                        "eventName": "aws:kinesis:record",
+                        "awsRegion": "us-east-1",
+                        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/logs"
+                    }}"#
+                )
+            })
+            .collect();
+        format!(r#"{{"Records": [{}]}}"#, records.join(","))
+    }
+
+    #[test]
+    fn shard_id_is_the_event_id_before_the_colon() {
+        assert_eq!(
+            shard_id_of(
+                "shardId-000000000006:49590338271490256608559692538361571095921575989136588898"
+            ),
+            Some("shardId-000000000006")
+        );
+        assert_eq!(shard_id_of("no-colon"), None);
+        assert_eq!(shard_id_of(":123"), None);
+    }
+
+    #[test]
+    fn arrival_times_keep_their_milliseconds() -> Result<(), AwsError> {
+        let json = event_json(
+            &[
+                "1545084650.987",
+                "1545084650.9",
+                "1545084650.05",
+                "\"1545084650.5\"",
+                "1545084650",
+                "1545084650.12345",
+            ],
+            &[Some("shardId-000000000006:1"); 6],
+        );
+        let event = kinesis_event_from_slice(json.as_bytes())?;
+        let arrivals: Vec<i64> = event.records.iter().map(arrival_ms).collect();
+        assert_eq!(
+            arrivals,
+            vec![
+                1_545_084_650_987,
+                1_545_084_650_900,
+                1_545_084_650_050,
+                1_545_084_650_500,
+                1_545_084_650_000,
+                1_545_084_650_123
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn records_convert_with_shard_sequence_key_arrival_and_decoded_data() -> Result<(), AwsError> {
+        let json = event_json(&["1545084650.987"], &[Some("shardId-000000000006:x")]);
+        let event: ExactKinesisEvent =
+            serde_json::from_str(&json).map_err(|e| AwsError::KinesisEvent(e.to_string()))?;
+        let by_ref = stream_record(&event.0.records[0], UNKNOWN_SHARD);
+        let records = into_stream_records(event.0);
+        assert_eq!(records, vec![by_ref]);
+        assert_eq!(
+            records[0],
+            StreamRecord {
+                shard_id: "shardId-000000000006".to_owned(),
+                sequence_number: "49590338271490256608559692538361571095921575989136588890"
+                    .to_owned(),
+                partition_key: "acme/checkout".to_owned(),
+                arrival_ms: 1_545_084_650_987,
+                data: b"hello".to_vec(),
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_record_without_event_id_takes_the_shard_of_its_batch() -> Result<(), AwsError> {
+        let json = event_json(&["1", "2"], &[None, Some("shardId-000000000003:5")]);
+        let records = into_stream_records(kinesis_event_from_slice(json.as_bytes())?);
+        assert_eq!(records[0].shard_id, "shardId-000000000003");
+        assert_eq!(records[1].shard_id, "shardId-000000000003");
+
+        let json = event_json(&["1"], &[None]);
+        let records = into_stream_records(kinesis_event_from_slice(json.as_bytes())?);
+        assert_eq!(records[0].shard_id, UNKNOWN_SHARD);
+        Ok(())
+    }
+
+    #[test]
+    fn an_event_that_is_not_kinesis_is_an_error_not_a_panic() {
+        let err = kinesis_event_from_slice(br#"{"Records": [{"kinesis": {"data": 5}}]}"#);
+        assert!(matches!(err, Err(AwsError::KinesisEvent(_))), "{err:?}");
+        let err = kinesis_event_from_slice(b"not json");
+        assert!(matches!(err, Err(AwsError::KinesisEvent(_))), "{err:?}");
+    }
+}

@@ -1,0 +1,25 @@
+//! # sluice-aws
+//!
+//! The AWS adapters of sluice. Everything AWS-specific lives here, so that `sluice-core` stays
+//! free of the SDK and the Lambda functions stay thin:
+//!
+//! - [`config`]: one [`aws_config::SdkConfig`] per process, with an optional endpoint override
+//!   (`SLUICE_ENDPOINT_URL`, `AWS_ENDPOINT_URL` or an explicit URL) for moto, LocalStack or any
+//!   S3-compatible store; S3 switches to path-style addressing whenever an override is present;
+//! - [`s3_store`]: [`S3BlobStore`], the S3 implementation of [`sluice_core::BlobStore`]
+//!   (single `PutObject` for small objects, multipart upload above a threshold);
+//! - [`kinesis`]: Lambda's Kinesis event ([`aws_lambda_events::kinesis::KinesisEvent`]) to
+//!   [`sluice_core::StreamRecord`], with arrival times read at full millisecond precision;
+//! - [`emf`]: CloudWatch Embedded Metric Format lines for an ingest batch.
+//!
+//! Clients are built once at start-up (Lambda init) and reused for every invocation.
+
+pub mod config;
+pub mod emf;
+pub mod error;
+pub mod kinesis;
+pub mod s3_store;
+
+pub use config::{AwsSettings, load_sdk_config, s3_client};
+pub use error::AwsError;
+pub use s3_store::S3BlobStore;

@@ -1,0 +1,80 @@
+//! `sluice-ingest`: the ingest Lambda function (Kinesis event source mapping with
+//! `ReportBatchItemFailures`).
+//!
+//! Environment:
+//! - `SLUICE_DATA_BUCKET` (required): the bucket for `logs/` and `dlq/`;
+//! - `SLUICE_ENDPOINT_URL` or `AWS_ENDPOINT_URL` (optional): an S3 endpoint override (moto,
+//!   LocalStack); S3 then uses path-style addressing;
+//! - `SLUICE_AWS_MAX_ATTEMPTS` (optional): attempts per S3 call, standard retry mode;
+//! - `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL` (optional): log filter, `info` by default.
+//!
+//! Logs are JSON lines on stdout; each batch also prints one CloudWatch EMF metrics line.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_aws::kinesis::ExactKinesisEvent;
+use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
+use sluice_core::{IngestConfig, IngestPipeline};
+use sluice_ingest::{DATA_BUCKET_ENV, handle};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| {
+            let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
+            EnvFilter::try_new(level.to_ascii_lowercase())
+        })
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_ansi(false)
+        // CloudWatch stamps every line with its ingestion time.
+        .without_time()
+        .with_env_filter(filter)
+        .init();
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+
+    let bucket = std::env::var(DATA_BUCKET_ENV)
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .with_context(|| {
+            format!("{DATA_BUCKET_ENV} must name the bucket to write logs/ and dlq/ to")
+        })?;
+    let settings =
+        AwsSettings::from_env().context("reading the AWS settings from the environment")?;
+    let sdk_config = load_sdk_config(&settings).await;
+    let store = S3BlobStore::new(s3_client(&sdk_config), bucket);
+    let pipeline = IngestPipeline::new(IngestConfig::default());
+    tracing::info!(
+        bucket = store.bucket(),
+        endpoint_url = sdk_config.endpoint_url(),
+        region = sdk_config.region().map(|r| r.as_ref()),
+        "sluice-ingest initialised"
+    );
+
+    let store = &store;
+    let pipeline = &pipeline;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ExactKinesisEvent>| async move {
+            let response = handle(store, pipeline, event.payload.0, now_ms()).await;
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
+}

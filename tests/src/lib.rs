@@ -1,0 +1,361 @@
+//! # sluice-e2e
+//!
+//! Support for the end-to-end tests in `tests/tests/`, which run sluice against a local AWS
+//! emulator (moto 5.2.5 or LocalStack) and read the results back with pyarrow and DuckDB.
+//!
+//! The emulator is started by `cargo xtask test` (or `cargo xtask emulator up`), which exports
+//! `SLUICE_TEST_ENDPOINT`. Every test creates its own uniquely named bucket, so tests run in
+//! parallel and against a long-lived emulator without seeing each other's objects.
+//!
+//! Python (for pyarrow and DuckDB) is `$SLUICE_PYTHON`, else `python3`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail, ensure};
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Credentials;
+use base64::Engine as _;
+use bytes::Bytes;
+use sluice_aws::S3BlobStore;
+
+/// The emulator's endpoint, e.g. `http://127.0.0.1:5055`.
+pub const ENDPOINT_ENV: &str = "SLUICE_TEST_ENDPOINT";
+/// The Python interpreter with pyarrow and DuckDB.
+pub const PYTHON_ENV: &str = "SLUICE_PYTHON";
+/// Region of every test client.
+pub const REGION: &str = "us-east-1";
+
+/// The emulator endpoint. Panics, with what to do, when no emulator was configured.
+pub fn endpoint() -> String {
+    match std::env::var(ENDPOINT_ENV) {
+        Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        _ => panic!(
+            "{ENDPOINT_ENV} is not set: start an emulator: cargo xtask test, or cargo xtask \
+             emulator up and export {ENDPOINT_ENV}"
+        ),
+    }
+}
+
+/// The repository root (the workspace this package lives in).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The Python interpreter to run pyarrow and DuckDB with.
+pub fn python() -> String {
+    std::env::var(PYTHON_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// An S3 client for the emulator, built the way the functions build theirs
+/// ([`sluice_aws::s3_client`], so path-style addressing), with dummy credentials.
+pub async fn s3_client() -> Client {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::from_static(REGION))
+        .endpoint_url(endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "sluice-e2e"))
+        .load()
+        .await;
+    sluice_aws::s3_client(&sdk)
+}
+
+/// A fresh bucket for one test, named uniquely.
+#[derive(Debug, Clone)]
+pub struct TestBucket {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestBucket {
+    /// Creates a new, empty bucket on the emulator.
+    pub async fn create() -> anyhow::Result<Self> {
+        let client = s3_client().await;
+        let name = format!(
+            "sluice-e2e-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        );
+        client
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "creating bucket {name} on {}: {}",
+                    endpoint(),
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })?;
+        Ok(Self { client, name })
+    }
+
+    /// The sluice store over this bucket (default multipart settings).
+    pub fn store(&self) -> S3BlobStore {
+        S3BlobStore::new(self.client.clone(), &self.name)
+    }
+
+    /// Every key under `prefix`, sorted, listed directly with the SDK (not through sluice).
+    pub async fn keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.name)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.with_context(|| format!("listing {prefix} in {}", self.name))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The object under `key`, read directly with the SDK.
+    pub async fn object(&self, key: &str) -> anyhow::Result<Bytes> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.name)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("getting {key} from {}", self.name))?;
+        Ok(out
+            .body
+            .collect()
+            .await
+            .context("reading the body")?
+            .into_bytes())
+    }
+
+    /// Downloads every object under `prefix` to `dir`, keeping the key as the relative path.
+    /// Returns the files written.
+    pub async fn download(&self, prefix: &str, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for key in self.keys(prefix).await? {
+            ensure!(
+                !key.split('/').any(|p| p == ".." || p.is_empty()),
+                "refusing to download the odd key {key:?}"
+            );
+            let path = dir.join(&key);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let body = self.object(&key).await?;
+            std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+            files.push(path);
+        }
+        Ok(files)
+    }
+}
+
+/// Runs a Python snippet with arguments; returns its stdout, or fails with its stderr.
+pub fn run_python(script: &str, args: &[&str]) -> anyhow::Result<String> {
+    let python = python();
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| {
+            format!("running {python} (set {PYTHON_ENV} to a Python with pyarrow and duckdb)")
+        })?;
+    if !output.status.success() {
+        bail!(
+            "{python} failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).context("python printed non-UTF-8")
+}
+
+/// Checks the Parquet under `dir/logs/` with pyarrow and DuckDB: both must read it and find
+/// `expect_rows` rows. Uses `xtask/python/verify_parquet.py` when present, else an equivalent
+/// inline check.
+pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
+    let dir_arg = dir.to_str().context("non-UTF-8 temp dir")?;
+    let rows_arg = expect_rows.to_string();
+    let script = repo_root().join("xtask/python/verify_parquet.py");
+    if script.is_file() {
+        let python = python();
+        let output = Command::new(&python)
+            .arg(&script)
+            .arg(dir_arg)
+            .arg("--expect-rows")
+            .arg(&rows_arg)
+            .output()
+            .with_context(|| format!("running {python} {}", script.display()))?;
+        ensure!(
+            output.status.success(),
+            "{} rejected {dir_arg} ({}):\n{}\n{}",
+            script.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return Ok(());
+    }
+    run_python(INLINE_VERIFIER, &[dir_arg, &rows_arg]).map(|_| ())
+}
+
+const INLINE_VERIFIER: &str = r#"
+import glob, os, sys
+import duckdb
+import pyarrow.parquet as pq
+
+root, expect = sys.argv[1], int(sys.argv[2])
+files = sorted(glob.glob(os.path.join(root, "logs", "**", "*.parquet"), recursive=True))
+if not files:
+    sys.exit(f"no Parquet under {root}/logs")
+rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+if rows != expect:
+    sys.exit(f"pyarrow: {rows} rows, expected {expect}")
+pattern = os.path.join(root, "logs", "**", "*.parquet")
+(count,) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = true)").fetchone()
+if count != expect:
+    sys.exit(f"duckdb: {count} rows, expected {expect}")
+bad = duckdb.sql(
+    f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = false, filename = true) "
+    "WHERE filename NOT LIKE ('%tenant=' || tenant || '/%')"
+).fetchone()[0]
+if bad:
+    sys.exit(f"duckdb: {bad} rows sit under another tenant's partition")
+print(f"ok: {len(files)} files, {rows} rows")
+"#;
+
+/// Reads `columns` of every row under `dir/logs/` with pyarrow, one JSON object per row, each
+/// with `_key` (the object's key relative to `dir`) added. Timestamps come back as integer ms
+/// since the epoch. Rows are in file order, then row order.
+pub fn parquet_rows(dir: &Path, columns: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    let dir_arg = dir.to_str().context("non-UTF-8 temp dir")?;
+    let cols = columns.join(",");
+    let out = run_python(ROW_READER, &[dir_arg, &cols])?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)
+        .with_context(|| format!("python printed something other than JSON: {out}"))?;
+    Ok(rows)
+}
+
+const ROW_READER: &str = r#"
+import glob, json, os, sys
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+root, cols = sys.argv[1], sys.argv[2].split(",")
+rows = []
+for f in sorted(glob.glob(os.path.join(root, "logs", "**", "*.parquet"), recursive=True)):
+    key = os.path.relpath(f, root).replace(os.sep, "/")
+    table = pq.ParquetFile(f).read(columns=cols)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type):
+            # Timestamps as integer ms since the epoch, so Rust compares exact values.
+            ms = table.column(i).cast(pa.timestamp("ms", tz=field.type.tz)).cast(pa.int64())
+            table = table.set_column(i, field.name, ms)
+    for row in table.to_pylist():
+        row["_key"] = key
+        rows.append(row)
+print(json.dumps(rows, default=str))
+"#;
+
+/// One record of a test batch.
+#[derive(Debug, Clone)]
+pub struct TestRecord {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// `approximateArrivalTimestamp` exactly as Lambda writes it: seconds, ms in the fraction.
+    pub arrival: String,
+}
+
+impl TestRecord {
+    pub fn new(partition_key: &str, data: impl Into<Vec<u8>>, arrival: &str) -> Self {
+        Self {
+            partition_key: partition_key.to_owned(),
+            data: data.into(),
+            arrival: arrival.to_owned(),
+        }
+    }
+}
+
+/// The sequence number of the `index`-th record of a test batch: `prefix` and six digits, so
+/// that numbers of one batch have one length and sort as numbers do. Real ones have 56 digits:
+/// too many for any integer type.
+pub fn sequence_number(prefix: &str, index: usize) -> String {
+    format!("{prefix}{index:06}")
+}
+
+/// A Lambda Kinesis event as JSON, shaped exactly as Lambda delivers it (base64 data,
+/// `eventID` = `shard:sequence`, seconds-with-fraction arrival). Record `i` has the sequence
+/// number [`sequence_number`]`(sequence_prefix, i)`.
+pub fn lambda_kinesis_event(
+    shard_id: &str,
+    sequence_prefix: &str,
+    records: &[TestRecord],
+) -> String {
+    let records: Vec<String> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let sequence = sequence_number(sequence_prefix, i);
+            let record = serde_json::json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": sequence,
+                    "data": base64::engine::general_purpose::STANDARD.encode(&r.data),
+                    "approximateArrivalTimestamp": "ARRIVAL",
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{shard_id}:{sequence}"),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::123456789012:role/sluice-ingest",
+                "awsRegion": REGION,
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/sluice-logs",
+            });
+            // The arrival goes in as a bare JSON number with its digits as written.
+            record.to_string().replace("\"ARRIVAL\"", &r.arrival)
+        })
+        .collect();
+    format!("{{\"Records\":[{}]}}", records.join(","))
+}
+
+/// Decodes a gzip NDJSON dead-letter object into its JSON lines (read generically, to check
+/// the wire format rather than sluice's own decoder).
+pub fn dead_letter_lines(body: &[u8]) -> anyhow::Result<Vec<serde_json::Value>> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .context("the dead-letter object is not gzip UTF-8")?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect()
+}
+
+/// Base64 (standard alphabet) of `bytes`, as the dead-letter `data` field holds them.
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Bytes from standard base64.
+pub fn from_base64(text: &str) -> anyhow::Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .with_context(|| format!("not base64: {text:?}"))
+}
