@@ -11,11 +11,11 @@ use crate::decode::cloudwatch::CloudWatchMapping;
 use crate::decode::{DecodeLimits, Decoder, EventDefaults, EventSink};
 use crate::error::{CoreError, RejectReason};
 use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
-use crate::input::{StreamRecord, split_partition_key};
-use crate::level::Level;
-use crate::normalize::{Fields, timestamp, validate_name};
+use crate::input::StreamRecord;
+use crate::normalize::Fields;
 use crate::parquet_out::{self, ParquetOptions};
 use crate::partition;
+use crate::resolve::{reference_ms, resolve};
 
 /// Everything the ingest path can be tuned with.
 #[derive(Debug, Clone)]
@@ -92,46 +92,19 @@ impl EventSink for BatchSink<'_> {
         attrs: Option<&str>,
         defaults: &EventDefaults<'_>,
     ) -> Result<(), RejectReason> {
-        let (pk_tenant, pk_service) = split_partition_key(&self.record.partition_key);
-        let tenant = fields
-            .tenant
-            .as_deref()
-            .or(defaults.tenant)
-            .or(pk_tenant)
-            .ok_or(RejectReason::NoTenant)?;
-        validate_name("tenant", tenant)?;
-        let service = fields
-            .service
-            .as_deref()
-            .or(defaults.service)
-            .or(pk_service)
-            .unwrap_or("unknown");
-        if service.len() > 256 {
-            return Err(RejectReason::InvalidName {
-                field: "service",
-                value: service.chars().take(80).collect(),
-            });
-        }
-        let ts_ms = fields.ts_ms.or(defaults.ts_ms).unwrap_or(self.reference_ms);
-        if ts_ms < self.reference_ms - self.config.max_past_ms
-            || ts_ms > self.reference_ms + self.config.max_future_ms
-        {
-            return Err(RejectReason::TimestampOutOfRange {
-                detail: format!(
-                    "{} is outside [-{}s, +{}s] of the arrival time {}",
-                    timestamp::format_rfc3339_ms(ts_ms),
-                    self.config.max_past_ms / 1000,
-                    self.config.max_future_ms / 1000,
-                    timestamp::format_rfc3339_ms(self.reference_ms)
-                ),
-            });
-        }
+        let r = resolve(
+            self.config,
+            self.record,
+            self.reference_ms,
+            &fields,
+            defaults,
+        )?;
         let row = Row {
-            ts_ms,
+            ts_ms: r.ts_ms,
             received_at_ms: self.reference_ms,
-            tenant,
-            service,
-            level: fields.level.unwrap_or(Level::Info),
+            tenant: r.tenant,
+            service: r.service,
+            level: r.level,
             fields: &fields,
             attrs,
             event_id: fields.event_id.as_deref().or(defaults.event_id),
@@ -141,7 +114,8 @@ impl EventSink for BatchSink<'_> {
                 sub_index: sub,
             },
         };
-        self.group_for(tenant, partition::hour_of(ts_ms)).push(&row);
+        self.group_for(r.tenant, partition::hour_of(r.ts_ms))
+            .push(&row);
         Ok(())
     }
 
@@ -180,11 +154,7 @@ pub fn encode_batch(
     for record in records {
         stats.records += 1;
         stats.bytes_in += record.data.len() as u64;
-        let arrival = if record.arrival_ms > 0 {
-            record.arrival_ms
-        } else {
-            now_ms
-        };
+        let arrival = reference_ms(record, now_ms);
         stats.oldest_arrival_ms = Some(stats.oldest_arrival_ms.map_or(arrival, |o| o.min(arrival)));
         let mut sink = BatchSink {
             config,
@@ -227,11 +197,7 @@ pub fn encode_batch(
     if !letters.is_empty() {
         let body = dead_letter::encode(&letters)?;
         stats.bytes_out += body.len() as u64;
-        let arrival = if first.arrival_ms > 0 {
-            first.arrival_ms
-        } else {
-            now_ms
-        };
+        let arrival = reference_ms(first, now_ms);
         objects.push(EncodedObject {
             key: partition::dead_letter_key(arrival, &first.shard_id, &first.sequence_number),
             body: Bytes::from(body),

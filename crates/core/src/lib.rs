@@ -11,6 +11,7 @@
 //! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port;
 //! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.
 
+pub mod aggregate;
 pub mod columns;
 pub mod dead_letter;
 pub mod decode;
@@ -23,8 +24,10 @@ pub mod level;
 pub mod normalize;
 pub mod parquet_out;
 pub mod partition;
+pub mod resolve;
 pub mod store;
 pub mod synth;
+pub mod window;
 
 pub use error::{CoreError, RejectReason};
 pub use ingest::{IngestConfig, IngestOutcome, IngestPipeline, IngestStats};

@@ -1,0 +1,76 @@
+//! Resolving an event's identity: tenant, service, event time and level, from the event, its
+//! container's defaults and the record's partition key, with the checks every path applies.
+
+use crate::decode::EventDefaults;
+use crate::encode_batch::IngestConfig;
+use crate::error::RejectReason;
+use crate::input::{StreamRecord, split_partition_key};
+use crate::level::Level;
+use crate::normalize::{Fields, timestamp, validate_name};
+
+/// The resolved identity of one event. Strings borrow from the event or the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolved<'r> {
+    pub tenant: &'r str,
+    pub service: &'r str,
+    pub ts_ms: i64,
+    pub level: Level,
+}
+
+/// The arrival time an event is judged against: the record's, or `now_ms` when it has none.
+pub fn reference_ms(record: &StreamRecord, now_ms: i64) -> i64 {
+    if record.arrival_ms > 0 {
+        record.arrival_ms
+    } else {
+        now_ms
+    }
+}
+
+/// Resolves tenant (event, then container, then partition key: required), service (same order,
+/// else `unknown`), event time (else the arrival time; bounded around it) and level.
+pub fn resolve<'r>(
+    config: &IngestConfig,
+    record: &'r StreamRecord,
+    reference_ms: i64,
+    fields: &'r Fields<'_>,
+    defaults: &EventDefaults<'r>,
+) -> Result<Resolved<'r>, RejectReason> {
+    let (pk_tenant, pk_service) = split_partition_key(&record.partition_key);
+    let tenant = fields
+        .tenant
+        .as_deref()
+        .or(defaults.tenant)
+        .or(pk_tenant)
+        .ok_or(RejectReason::NoTenant)?;
+    validate_name("tenant", tenant)?;
+    let service = fields
+        .service
+        .as_deref()
+        .or(defaults.service)
+        .or(pk_service)
+        .unwrap_or("unknown");
+    if service.len() > 256 {
+        return Err(RejectReason::InvalidName {
+            field: "service",
+            value: service.chars().take(80).collect(),
+        });
+    }
+    let ts_ms = fields.ts_ms.or(defaults.ts_ms).unwrap_or(reference_ms);
+    if ts_ms < reference_ms - config.max_past_ms || ts_ms > reference_ms + config.max_future_ms {
+        return Err(RejectReason::TimestampOutOfRange {
+            detail: format!(
+                "{} is outside [-{}s, +{}s] of the arrival time {}",
+                timestamp::format_rfc3339_ms(ts_ms),
+                config.max_past_ms / 1000,
+                config.max_future_ms / 1000,
+                timestamp::format_rfc3339_ms(reference_ms)
+            ),
+        });
+    }
+    Ok(Resolved {
+        tenant,
+        service,
+        ts_ms,
+        level: fields.level.unwrap_or(Level::Info),
+    })
+}
