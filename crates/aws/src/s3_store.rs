@@ -18,6 +18,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
+use sluice_core::store::{ETag, Precondition};
 use sluice_core::{BlobStore, StoreError};
 
 use crate::error::AwsError;
@@ -337,6 +338,70 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| backend_error("delete", key, &e))?;
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(backend_error("get", key, &err)),
+        };
+        let etag = output.e_tag().unwrap_or_default().to_owned();
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                op: "get",
+                key: key.to_owned(),
+                message: format!("reading the body: {}", DisplayErrorContext(&e)),
+            })?;
+        Ok(Some((body.into_bytes(), etag)))
+    }
+
+    /// S3's own conditional writes: `If-None-Match: *` and `If-Match: <etag>`.
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        precondition: Precondition,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        let request = match &precondition {
+            Precondition::Absent => request.if_none_match("*"),
+            Precondition::Matches(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.raw_response().map(|r| r.status().as_u16()),
+                    Some(409 | 412)
+                ) =>
+            {
+                Err(StoreError::PreconditionFailed {
+                    key: key.to_owned(),
+                })
+            }
+            Err(err) => Err(backend_error("put_if", key, &err)),
+        }
     }
 }
 

@@ -12,12 +12,14 @@
 //! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.
 
 pub mod aggregate;
+pub mod alerting;
 pub mod columns;
 pub mod dead_letter;
 pub mod decode;
 pub mod embedded_stream;
 mod encode_batch;
 pub mod error;
+pub mod evaluate;
 pub mod ingest;
 pub mod input;
 pub mod level;

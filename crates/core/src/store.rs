@@ -21,6 +21,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A conditional write found the object changed (or present) since it was read.
+    #[error("{key} was changed by someone else (precondition failed)")]
+    PreconditionFailed { key: String },
     /// A remote backend failed after its own retries.
     #[error("{backend} {op} {key}: {message}")]
     Backend {
@@ -31,7 +34,26 @@ pub enum StoreError {
     },
 }
 
-/// A key/value blob store with S3 semantics: whole-object writes that replace, prefix listing.
+/// A version tag of a stored object: S3's ETag, or a content hash for stores without one.
+pub type ETag = String;
+
+/// The condition of a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only if no object exists under the key.
+    Absent,
+    /// Only if the object still has this version.
+    Matches(ETag),
+}
+
+/// The content hash used as a version tag where a store has none of its own.
+pub fn content_etag(body: &[u8]) -> ETag {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(body)[..16])
+}
+
+/// A key/value blob store with S3 semantics: whole-object writes that replace, prefix listing,
+/// and conditional writes for state that more than one writer may touch.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Writes `body` under `key`, replacing any object already there.
@@ -42,6 +64,37 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Deletes `key`; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Reads an object with its version tag. The default hashes the content.
+    async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
+        Ok(self.get(key).await?.map(|body| {
+            let tag = content_etag(&body);
+            (body, tag)
+        }))
+    }
+
+    /// Writes only if `precondition` holds, else fails with [`StoreError::PreconditionFailed`].
+    /// The default checks, then writes (not atomic): stores override it with a native version.
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        precondition: Precondition,
+    ) -> Result<(), StoreError> {
+        let current = self.get_versioned(key).await?.map(|(_, tag)| tag);
+        let holds = match (&precondition, current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Matches(want), Some(have)) => *want == have,
+            _ => false,
+        };
+        if !holds {
+            return Err(StoreError::PreconditionFailed {
+                key: key.to_owned(),
+            });
+        }
+        self.put(key, body, content_type).await
+    }
 }
 
 /// The embedded default: objects are files under a root directory, keys are relative paths.
@@ -51,12 +104,17 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct LocalDirStore {
     root: PathBuf,
+    /// Serialises conditional writes within this process (the embedded default is one process).
+    cas: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LocalDirStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            cas: std::sync::Arc::default(),
+        }
     }
 
     /// The directory this store writes under.
@@ -160,6 +218,28 @@ impl BlobStore for LocalDirStore {
             Err(e) => Err(io_err(&path)(e)),
         }
     }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+        precondition: Precondition,
+    ) -> Result<(), StoreError> {
+        let _guard = self.cas.lock().await;
+        let current = self.get_versioned(key).await?.map(|(_, tag)| tag);
+        let holds = match (&precondition, current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Matches(want), Some(have)) => *want == have,
+            _ => false,
+        };
+        if !holds {
+            return Err(StoreError::PreconditionFailed {
+                key: key.to_owned(),
+            });
+        }
+        self.put(key, body, content_type).await
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +283,52 @@ mod tests {
         store.delete("dlq/z.gz").await?;
         store.delete("dlq/z.gz").await?;
         assert!(store.list("dlq/").await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_refuse_a_stale_version() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io_err(Path::new("tmp")))?;
+        let store = LocalDirStore::new(dir.path());
+        store
+            .put_if(
+                "state.json",
+                Bytes::from_static(b"v1"),
+                "x",
+                Precondition::Absent,
+            )
+            .await?;
+        let again = store
+            .put_if(
+                "state.json",
+                Bytes::from_static(b"v1"),
+                "x",
+                Precondition::Absent,
+            )
+            .await;
+        assert!(matches!(again, Err(StoreError::PreconditionFailed { .. })));
+        let (_, tag) = store
+            .get_versioned("state.json")
+            .await?
+            .ok_or(StoreError::PreconditionFailed { key: "gone".into() })?;
+        store
+            .put_if(
+                "state.json",
+                Bytes::from_static(b"v2"),
+                "x",
+                Precondition::Matches(tag.clone()),
+            )
+            .await?;
+        let stale = store
+            .put_if(
+                "state.json",
+                Bytes::from_static(b"v3"),
+                "x",
+                Precondition::Matches(tag),
+            )
+            .await;
+        assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
+        assert_eq!(store.get("state.json").await?.as_deref(), Some(&b"v2"[..]));
         Ok(())
     }
 

@@ -7,8 +7,10 @@
 //!   status classes, latency sketch, and pattern counts with one sample each;
 //! - [`WindowAggregator`]: assigns events to event-time windows, with allowed lateness.
 
+pub mod metrics_out;
 pub mod patterns;
 pub mod sketch;
+pub mod summary;
 
 use std::collections::{BTreeMap, HashMap};
 

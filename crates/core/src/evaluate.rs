@@ -1,0 +1,560 @@
+//! The evaluate use case, run on a schedule: find the windows that have closed (end plus allowed
+//! lateness), merge their per-shard partials per tenant, write the window summary as Parquet, run
+//! the tenant's rules, apply the alert lifecycle, write the audit trail and deliver one signed
+//! notification per tenant.
+//!
+//! Running it twice for the same window sends nothing twice: each tenant's state records the last
+//! window evaluated and is written with a conditional write before anything is delivered.
+//! Deliveries are written ahead under `alerts/undelivered/` and removed once delivered, so what
+//! still fails stays there for `sluice alerts redrive`.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{decode_partials, window_prefix};
+use crate::alerting::delivery::{Delivery, DeliveryResult, HttpPoster, RetryPolicy, deliver};
+use crate::alerting::lifecycle::{LifecycleConfig, Transition, apply};
+use crate::alerting::model::{AlertRecord, RuleOutput};
+use crate::alerting::tenant_config::TenantConfig;
+use crate::alerting::webhook::{idempotency_key, payload};
+use crate::error::CoreError;
+use crate::partition;
+use crate::store::{BlobStore, Precondition, StoreError};
+use crate::window::metrics_out;
+use crate::window::summary::{KnownPatterns, WindowSummary};
+use crate::window::{TenantWindow, WindowConfig};
+
+/// A rule a tenant has, as the rule store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRule {
+    pub name: String,
+    /// Parameters from the rule's manifest.
+    pub params: toml::Table,
+    /// Lifecycle from the manifest (the tenant's configuration may override it).
+    pub lifecycle: LifecycleConfig,
+}
+
+/// The port to the rules sandbox.
+#[async_trait]
+pub trait RuleRunner: Send + Sync + std::fmt::Debug {
+    /// The tenant's accepted rules.
+    async fn rules(&self, tenant: &str) -> Result<Vec<TenantRule>, String>;
+    /// Evaluates one rule on one window. Errors are the rule's failure in words.
+    async fn run(
+        &self,
+        tenant: &str,
+        rule: &TenantRule,
+        window: &WindowSummary,
+        params: &toml::Table,
+        state: Option<&[u8]>,
+    ) -> Result<RuleOutput, String>;
+}
+
+/// Evaluator settings.
+#[derive(Debug, Clone)]
+pub struct EvaluateConfig {
+    pub window: WindowConfig,
+    /// Windows evaluated per run at most (a backlog drains over several runs).
+    pub max_windows_per_run: usize,
+    /// How far back the first run looks for partials.
+    pub lookback_hours: i64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for EvaluateConfig {
+    fn default() -> Self {
+        Self {
+            window: WindowConfig::default(),
+            max_windows_per_run: 30,
+            lookback_hours: 6,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What the evaluator keeps per tenant, in `alerts/state/tenant=T.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantState {
+    pub last_window_start: Option<i64>,
+    pub alerts: BTreeMap<String, AlertRecord>,
+    /// Rule name → the rule's opaque state, base64.
+    pub rule_state: BTreeMap<String, String>,
+    pub known_patterns: KnownPatterns,
+}
+
+/// A delivery that failed (or has not been attempted yet), kept for re-driving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Undelivered {
+    pub tenant: String,
+    pub window_start_ms: i64,
+    pub url: String,
+    pub idempotency_key: String,
+    pub payload: serde_json::Value,
+    pub error: Option<String>,
+    pub attempts: u32,
+}
+
+/// What happened for one tenant in one window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    pub summary: WindowSummary,
+    pub rules_run: usize,
+    pub rule_errors: Vec<(String, String)>,
+    pub fuel_used: u64,
+    pub transitions: Vec<Transition>,
+    pub silenced: usize,
+    pub delivered: Vec<String>,
+    pub undelivered: Vec<String>,
+    /// True when the window had already been evaluated for this tenant (nothing was sent).
+    pub already_evaluated: bool,
+}
+
+/// One evaluated window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowReport {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub tenants: Vec<TenantReport>,
+}
+
+/// Why an evaluation run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt {key}: {detail}")]
+    Corrupt { key: String, detail: String },
+}
+
+const WATERMARK_KEY: &str = "windows/state/watermark.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Watermark {
+    next_window_start: i64,
+}
+
+fn state_key(tenant: &str) -> String {
+    format!("alerts/state/tenant={tenant}.json")
+}
+
+/// Runs evaluations against a data store (partials, metrics, alerts) and a rules store
+/// (`tenants/*.toml`).
+#[derive(Debug)]
+pub struct Evaluator<'a> {
+    pub data: &'a dyn BlobStore,
+    pub rules_store: &'a dyn BlobStore,
+    pub runner: &'a dyn RuleRunner,
+    pub http: &'a dyn HttpPoster,
+    pub config: EvaluateConfig,
+}
+
+impl Evaluator<'_> {
+    /// Evaluates every closed window not evaluated yet (up to the per-run cap).
+    pub async fn run(&self, now_ms: i64) -> Result<Vec<WindowReport>, EvaluateError> {
+        let w = &self.config.window;
+        let mut next = match self.data.get(WATERMARK_KEY).await? {
+            Some(body) => {
+                serde_json::from_slice::<Watermark>(&body)
+                    .map_err(|e| EvaluateError::Corrupt {
+                        key: WATERMARK_KEY.into(),
+                        detail: e.to_string(),
+                    })?
+                    .next_window_start
+            }
+            None => match self.earliest_partial(now_ms).await? {
+                Some(start) => start,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut reports = Vec::new();
+        while w.is_closed(next, now_ms) && reports.len() < self.config.max_windows_per_run {
+            reports.push(self.evaluate_window(next).await?);
+            next += w.window_ms;
+            let mark = serde_json::to_vec(&Watermark {
+                next_window_start: next,
+            })
+            .map_err(std::io::Error::from)
+            .map_err(CoreError::from)?;
+            self.data
+                .put(WATERMARK_KEY, Bytes::from(mark), "application/json")
+                .await?;
+        }
+        Ok(reports)
+    }
+
+    async fn earliest_partial(&self, now_ms: i64) -> Result<Option<i64>, EvaluateError> {
+        let first_hour = partition::hour_of(now_ms) - self.config.lookback_hours;
+        for hour in first_hour..=partition::hour_of(now_ms) {
+            let prefix = format!("windows/partials/{}/", partition::dt_hour(hour));
+            let keys = self.data.list(&prefix).await?;
+            if let Some(start) = keys.iter().filter_map(|k| window_of_key(k)).min() {
+                return Ok(Some(start));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Evaluates one window for every tenant that has partials in it.
+    pub async fn evaluate_window(&self, start_ms: i64) -> Result<WindowReport, EvaluateError> {
+        let w = &self.config.window;
+        let mut merged: BTreeMap<String, TenantWindow> = BTreeMap::new();
+        for key in self.data.list(&window_prefix(start_ms)).await? {
+            let Some(body) = self.data.get(&key).await? else {
+                continue;
+            };
+            let partials = decode_partials(&body).map_err(|e| EvaluateError::Corrupt {
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+            for p in partials {
+                match merged.get_mut(&p.tenant) {
+                    Some(m) => m.merge(&p, w.max_patterns),
+                    None => {
+                        merged.insert(p.tenant.clone(), p);
+                    }
+                }
+            }
+        }
+        let mut tenants = Vec::with_capacity(merged.len());
+        for window in merged.values() {
+            tenants.push(self.evaluate_tenant(window).await?);
+        }
+        Ok(WindowReport {
+            start_ms,
+            end_ms: start_ms + w.window_ms,
+            tenants,
+        })
+    }
+
+    async fn evaluate_tenant(&self, window: &TenantWindow) -> Result<TenantReport, EvaluateError> {
+        let tenant = window.tenant.as_str();
+        let key = state_key(tenant);
+        let (mut state, version) = match self.data.get_versioned(&key).await? {
+            Some((body, tag)) => (
+                serde_json::from_slice::<TenantState>(&body).map_err(|e| {
+                    EvaluateError::Corrupt {
+                        key: key.clone(),
+                        detail: e.to_string(),
+                    }
+                })?,
+                Some(tag),
+            ),
+            None => (TenantState::default(), None),
+        };
+        let summary = WindowSummary::from_window(window, |id| state.known_patterns.contains(id));
+        let metrics = metrics_out::encode(&[&summary])?;
+        self.data
+            .put(
+                &metrics_out::metrics_key(tenant, window.start_ms),
+                Bytes::from(metrics),
+                "application/vnd.apache.parquet",
+            )
+            .await?;
+        let mut report = TenantReport {
+            tenant: tenant.to_owned(),
+            summary,
+            rules_run: 0,
+            rule_errors: Vec::new(),
+            fuel_used: 0,
+            transitions: Vec::new(),
+            silenced: 0,
+            delivered: Vec::new(),
+            undelivered: Vec::new(),
+            already_evaluated: false,
+        };
+        if state
+            .last_window_start
+            .is_some_and(|last| last >= window.start_ms)
+        {
+            report.already_evaluated = true;
+            return Ok(report);
+        }
+        let config = self.tenant_config(tenant, &mut report).await?;
+        let rules = match self.runner.rules(tenant).await {
+            Ok(rules) => rules,
+            Err(e) => {
+                report.rule_errors.push(("*".into(), e));
+                Vec::new()
+            }
+        };
+        let mut transitions = Vec::new();
+        for rule in &rules {
+            let overrides = config.rule(&rule.name);
+            if overrides.disabled {
+                continue;
+            }
+            let mut params = rule.params.clone();
+            params.extend(overrides.params.clone());
+            let prior = state
+                .rule_state
+                .get(&rule.name)
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+            report.rules_run += 1;
+            match self
+                .runner
+                .run(tenant, rule, &report.summary, &params, prior.as_deref())
+                .await
+            {
+                Ok(output) => {
+                    report.fuel_used += output.fuel_used;
+                    match &output.state {
+                        Some(s) => {
+                            state.rule_state.insert(
+                                rule.name.clone(),
+                                base64::engine::general_purpose::STANDARD.encode(s),
+                            );
+                        }
+                        None => {
+                            state.rule_state.remove(&rule.name);
+                        }
+                    }
+                    transitions.extend(apply(
+                        &mut state.alerts,
+                        tenant,
+                        &rule.name,
+                        overrides.lifecycle(rule.lifecycle),
+                        &output.alerts,
+                        window.end_ms,
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(tenant, rule = %rule.name, error = %e, "rule failed; its alerts keep their state");
+                    report.rule_errors.push((rule.name.clone(), e));
+                }
+            }
+        }
+        state.known_patterns.remember(window);
+        state.last_window_start = Some(window.start_ms);
+
+        for t in &transitions {
+            let audit = format!(
+                "alerts/tenant={tenant}/{}/{:013}-{}-{:?}.json",
+                partition::dt_hour(partition::hour_of(window.start_ms)),
+                window.start_ms,
+                t.alert.fingerprint,
+                t.kind
+            )
+            .to_lowercase();
+            let body = serde_json::to_vec(t)
+                .map_err(std::io::Error::from)
+                .map_err(CoreError::from)?;
+            self.data
+                .put(&audit, Bytes::from(body), "application/json")
+                .await?;
+        }
+        let now = window.end_ms;
+        let (muted, to_send): (Vec<Transition>, Vec<Transition>) = transitions
+            .iter()
+            .cloned()
+            .partition(|t| config.silenced(&t.alert.labels, now));
+        report.silenced = muted.len();
+        report.transitions = transitions;
+
+        // Write ahead what is about to be delivered, then commit the state, then deliver.
+        let mut pending = Vec::new();
+        if !to_send.is_empty() {
+            let body = serde_json::to_vec(&payload(tenant, &to_send))
+                .map_err(std::io::Error::from)
+                .map_err(CoreError::from)?;
+            let idem = idempotency_key(tenant, window.start_ms, &to_send);
+            for (i, hook) in config.webhooks.iter().enumerate() {
+                let record = Undelivered {
+                    tenant: tenant.to_owned(),
+                    window_start_ms: window.start_ms,
+                    url: hook.url.clone(),
+                    idempotency_key: idem.clone(),
+                    payload: serde_json::from_slice(&body).unwrap_or_default(),
+                    error: None,
+                    attempts: 0,
+                };
+                let key = format!(
+                    "alerts/undelivered/tenant={tenant}/{:013}-{idem}-{i}.json",
+                    window.start_ms
+                );
+                self.put_json(&key, &record).await?;
+                pending.push((key, hook.clone(), record));
+            }
+        }
+        let state_body = Bytes::from(
+            serde_json::to_vec(&state)
+                .map_err(std::io::Error::from)
+                .map_err(CoreError::from)?,
+        );
+        let condition = match version {
+            Some(tag) => Precondition::Matches(tag),
+            None => Precondition::Absent,
+        };
+        if let Err(e) = self
+            .data
+            .put_if(&key, state_body, "application/json", condition)
+            .await
+        {
+            for (k, _, _) in &pending {
+                self.data.delete(k).await?;
+            }
+            if matches!(e, StoreError::PreconditionFailed { .. }) {
+                tracing::info!(
+                    tenant,
+                    "another evaluator committed this window first; sending nothing"
+                );
+                report.already_evaluated = true;
+                report.transitions.clear();
+                return Ok(report);
+            }
+            return Err(e.into());
+        }
+        for (key, hook, mut record) in pending {
+            let secret = match hook.secret() {
+                Ok(s) => s,
+                Err(e) => {
+                    record.error = Some(format!("signing secret: {e}"));
+                    self.put_json(&key, &record).await?;
+                    report.undelivered.push(hook.url.clone());
+                    continue;
+                }
+            };
+            let body = Bytes::from(
+                serde_json::to_vec(&record.payload)
+                    .map_err(std::io::Error::from)
+                    .map_err(CoreError::from)?,
+            );
+            let delivery = Delivery {
+                url: &hook.url,
+                secret: secret.as_deref(),
+                body,
+                idempotency_key: &record.idempotency_key,
+            };
+            match deliver(self.http, &delivery, self.config.retry).await {
+                DeliveryResult::Delivered { .. } => {
+                    self.data.delete(&key).await?;
+                    report.delivered.push(hook.url.clone());
+                }
+                DeliveryResult::Failed { error, attempts } => {
+                    tracing::warn!(tenant, url = %hook.url, %error, attempts, "webhook delivery failed; kept under alerts/undelivered/");
+                    record.error = Some(error);
+                    record.attempts = attempts;
+                    self.put_json(&key, &record).await?;
+                    report.undelivered.push(hook.url.clone());
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn tenant_config(
+        &self,
+        tenant: &str,
+        report: &mut TenantReport,
+    ) -> Result<TenantConfig, EvaluateError> {
+        let key = format!("tenants/{tenant}.toml");
+        let Some(body) = self.rules_store.get(&key).await? else {
+            return Ok(TenantConfig::default());
+        };
+        let text = String::from_utf8_lossy(&body);
+        match TenantConfig::parse(tenant, &text) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "tenant configuration refused; using defaults");
+                report
+                    .rule_errors
+                    .push(("tenants.toml".into(), e.to_string()));
+                Ok(TenantConfig::default())
+            }
+        }
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), EvaluateError> {
+        let body = serde_json::to_vec_pretty(value)
+            .map_err(std::io::Error::from)
+            .map_err(CoreError::from)?;
+        self.data
+            .put(key, Bytes::from(body), "application/json")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The window start named in a partial's key (`…/window=<ms>/…`).
+pub fn window_of_key(key: &str) -> Option<i64> {
+    key.split('/')
+        .find_map(|part| part.strip_prefix("window="))
+        .and_then(|ms| ms.parse().ok())
+}
+
+/// Re-sends every undelivered notification of `tenant` (all tenants if `None`). Returns how many
+/// were delivered and how many still fail.
+pub async fn redrive(
+    data: &dyn BlobStore,
+    rules_store: &dyn BlobStore,
+    http: &dyn HttpPoster,
+    tenant: Option<&str>,
+    retry: RetryPolicy,
+) -> Result<(usize, usize), EvaluateError> {
+    let prefix = match tenant {
+        Some(t) => format!("alerts/undelivered/tenant={t}/"),
+        None => "alerts/undelivered/".to_owned(),
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for key in data.list(&prefix).await? {
+        let Some(body) = data.get(&key).await? else {
+            continue;
+        };
+        let mut record: Undelivered =
+            serde_json::from_slice(&body).map_err(|e| EvaluateError::Corrupt {
+                key: key.clone(),
+                detail: e.to_string(),
+            })?;
+        let config = match rules_store
+            .get(&format!("tenants/{}.toml", record.tenant))
+            .await?
+        {
+            Some(b) => TenantConfig::parse(&record.tenant, &String::from_utf8_lossy(&b))
+                .unwrap_or_default(),
+            None => TenantConfig::default(),
+        };
+        let secret = config
+            .webhooks
+            .iter()
+            .find(|h| h.url == record.url)
+            .map(|h| h.secret())
+            .transpose()
+            .ok()
+            .flatten()
+            .flatten();
+        let payload_body = Bytes::from(
+            serde_json::to_vec(&record.payload)
+                .map_err(std::io::Error::from)
+                .map_err(CoreError::from)?,
+        );
+        let delivery = Delivery {
+            url: &record.url,
+            secret: secret.as_deref(),
+            body: payload_body,
+            idempotency_key: &record.idempotency_key,
+        };
+        match deliver(http, &delivery, retry).await {
+            DeliveryResult::Delivered { .. } => {
+                data.delete(&key).await?;
+                ok += 1;
+            }
+            DeliveryResult::Failed { error, attempts } => {
+                record.error = Some(error);
+                record.attempts += attempts;
+                let body = serde_json::to_vec_pretty(&record)
+                    .map_err(std::io::Error::from)
+                    .map_err(CoreError::from)?;
+                data.put(&key, Bytes::from(body), "application/json")
+                    .await?;
+                failed += 1;
+            }
+        }
+    }
+    Ok((ok, failed))
+}
