@@ -10,7 +10,8 @@
 //!   (single `PutObject` for small objects, multipart upload above a threshold);
 //! - [`kinesis`]: Lambda's Kinesis event ([`aws_lambda_events::kinesis::KinesisEvent`]) to
 //!   [`sluice_core::StreamRecord`], with arrival times read at full millisecond precision;
-//! - [`emf`]: CloudWatch Embedded Metric Format lines for an ingest batch.
+//! - [`emf`]: CloudWatch Embedded Metric Format lines for an ingest batch;
+//! - [`lambda`]: JSON logging and the clock, set up the same way by every function.
 //!
 //! Clients are built once at start-up (Lambda init) and reused for every invocation.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod emf;
 pub mod error;
 pub mod kinesis;
+pub mod lambda;
 pub mod s3_store;
 
 pub use config::{AwsSettings, load_sdk_config, s3_client};

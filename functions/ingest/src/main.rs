@@ -10,44 +10,17 @@
 //!
 //! Logs are JSON lines on stdout; each batch also prints one CloudWatch EMF metrics line.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
 use sluice_aws::kinesis::ExactKinesisEvent;
+use sluice_aws::lambda::{init_json_tracing, now_ms};
 use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
 use sluice_core::{IngestConfig, IngestPipeline};
 use sluice_ingest::{DATA_BUCKET_ENV, handle};
-use tracing_subscriber::EnvFilter;
-
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-            EnvFilter::try_new(level.to_ascii_lowercase())
-        })
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_ansi(false)
-        // CloudWatch stamps every line with its ingestion time.
-        .without_time()
-        .with_env_filter(filter)
-        .init();
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_tracing();
+    init_json_tracing();
 
     let bucket = std::env::var(DATA_BUCKET_ENV)
         .ok()

@@ -1,0 +1,230 @@
+//! # sluice-aggregate
+//!
+//! The aggregate Lambda function, as a library: a Kinesis batch of a tumbling window
+//! (`TumblingWindowInSeconds` on the event source mapping) in; per (tenant, window) partials out.
+//!
+//! Between the invocations of one Lambda window the partials travel in Lambda's window state (a
+//! string map capped at 1 MB): gzip JSON, base64, under `partials`. When that would pass
+//! [`SPILL_STATE_BYTES`], the partials are written to S3 early (a "spill", keyed by the batch's
+//! first sequence number) and the state starts empty again; the evaluator merges spills with
+//! everything else, since all partials of a window merge by adding. On the final invocation of
+//! the window the partials are written under a key named after the shard and the Lambda window,
+//! so a retried final invocation overwrites rather than duplicates.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_aws::kinesis;
+use sluice_core::aggregate::{aggregate_records, decode_state, encode_state, store_partials};
+use sluice_core::normalize::timestamp::parse_rfc3339_ms;
+use sluice_core::window::{WindowAggregator, WindowConfig};
+use sluice_core::{BlobStore, CoreError, IngestConfig};
+
+/// The state key the partials travel under.
+pub const STATE_KEY: &str = "partials";
+/// Spill to S3 above this much encoded state (Lambda refuses state over 1 MB).
+pub const SPILL_STATE_BYTES: usize = 800 * 1024;
+
+/// The time-window fields of Lambda's Kinesis tumbling-window event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowProperties {
+    pub window: LambdaWindow,
+    #[serde(default)]
+    pub state: HashMap<String, String>,
+    #[serde(default)]
+    pub shard_id: Option<String>,
+    #[serde(default)]
+    pub is_final_invoke_for_window: bool,
+    #[serde(default)]
+    pub is_window_terminated_early: bool,
+}
+
+/// Lambda's window bounds (RFC 3339).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LambdaWindow {
+    pub start: String,
+    pub end: String,
+}
+
+/// The function's answer: the state for the next invocation, and failures (always empty: a
+/// failure is returned as a function error, so Lambda retries the batch with the same state).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowResponse {
+    pub state: HashMap<String, String>,
+    pub batch_item_failures: Vec<serde_json::Value>,
+}
+
+/// Why an invocation failed (Lambda then retries it with the same state).
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error("invalid tumbling-window event: {0}")]
+    Event(String),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+/// Decodes Lambda's event (records with exact arrival times, plus the window fields).
+pub fn parse_event(
+    value: serde_json::Value,
+) -> Result<(Vec<sluice_core::StreamRecord>, WindowProperties), AggregateError> {
+    let props: WindowProperties =
+        serde_json::from_value(value.clone()).map_err(|e| AggregateError::Event(e.to_string()))?;
+    let records =
+        kinesis::parse_kinesis_event(value).map_err(|e| AggregateError::Event(e.to_string()))?;
+    Ok((kinesis::into_stream_records(records), props))
+}
+
+/// Handles one invocation.
+pub async fn handle(
+    store: &dyn BlobStore,
+    ingest: &IngestConfig,
+    windows: &WindowConfig,
+    records: &[sluice_core::StreamRecord],
+    props: &WindowProperties,
+    now_ms: i64,
+) -> Result<WindowResponse, AggregateError> {
+    let mut aggregator = WindowAggregator::new(windows.clone());
+    if let Some(state) = props.state.get(STATE_KEY) {
+        aggregator.absorb(decode_state(state)?);
+    }
+    let stats = aggregate_records(ingest, &mut aggregator, records, now_ms);
+    let shard = props
+        .shard_id
+        .clone()
+        .or_else(|| records.first().map(|r| r.shard_id.clone()))
+        .unwrap_or_else(|| "unknown-shard".to_owned());
+    let window_start = parse_rfc3339_ms(&props.window.start).ok_or_else(|| {
+        AggregateError::Event(format!(
+            "window start {:?} is not RFC 3339",
+            props.window.start
+        ))
+    })?;
+    let partials = aggregator.drain();
+    tracing::info!(
+        shard = %shard,
+        lambda_window = %props.window.start,
+        records = stats.records,
+        events = stats.events,
+        skipped = stats.rejected,
+        partials = partials.len(),
+        final_invoke = props.is_final_invoke_for_window,
+        "batch aggregated"
+    );
+    if props.is_window_terminated_early {
+        tracing::warn!(shard = %shard, "Lambda ended the window early (state too large); writing what there is");
+    }
+    let mut response = WindowResponse::default();
+    if props.is_final_invoke_for_window || props.is_window_terminated_early {
+        let tag = format!("{window_start:013}");
+        let keys = store_partials(store, &partials, &shard, &tag).await?;
+        tracing::info!(objects = keys.len(), "window partials written");
+        return Ok(response);
+    }
+    let state = encode_state(&partials)?;
+    if state.len() > SPILL_STATE_BYTES {
+        let first = records
+            .first()
+            .map_or("empty", |r| r.sequence_number.as_str());
+        let keys = store_partials(
+            store,
+            &partials,
+            &shard,
+            &format!("{window_start:013}-spill-{first}"),
+        )
+        .await?;
+        tracing::info!(
+            objects = keys.len(),
+            state_bytes = state.len(),
+            "state outgrew the Lambda cap; partials spilled to S3"
+        );
+    } else if !partials.is_empty() {
+        response.state.insert(STATE_KEY.to_owned(), state);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::LocalDirStore;
+    use sluice_core::aggregate::decode_partials;
+
+    fn fixture() -> serde_json::Value {
+        let text = include_str!("../../../infra/events/kinesis-window.json");
+        serde_json::from_str(text).expect("fixture is JSON")
+    }
+
+    #[tokio::test]
+    async fn state_round_trips_between_invocations_and_the_final_one_writes_partials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalDirStore::new(dir.path());
+        let (records, mut props) = parse_event(fixture()).expect("fixture parses");
+        let now = records[0].arrival_ms;
+        props.is_final_invoke_for_window = false;
+        let first = handle(
+            &store,
+            &IngestConfig::default(),
+            &WindowConfig::default(),
+            &records,
+            &props,
+            now,
+        )
+        .await
+        .expect("first invocation");
+        assert!(
+            first.state.contains_key(STATE_KEY),
+            "partials carried in state"
+        );
+        assert!(
+            store.list("windows/").await.expect("list").is_empty(),
+            "nothing written yet"
+        );
+        // The final invocation (Lambda sends it with no records) writes what the state holds.
+        props.state = first.state;
+        props.is_final_invoke_for_window = true;
+        let last = handle(
+            &store,
+            &IngestConfig::default(),
+            &WindowConfig::default(),
+            &[],
+            &props,
+            now,
+        )
+        .await
+        .expect("final invocation");
+        assert!(last.state.is_empty());
+        let keys = store.list("windows/partials/").await.expect("list");
+        // acme and globex log at 10:29:58-59; the plain-text line has no time of its own and
+        // takes its arrival, 10:30:00.45: three (tenant, window) partials.
+        assert_eq!(keys.len(), 3, "one partial per tenant and window: {keys:?}");
+        let acme = keys
+            .iter()
+            .find(|k| k.contains("window=1736936940000/tenant=acme/"))
+            .expect("acme partial of 10:29");
+        assert!(
+            acme.ends_with("/shardId-000000000006-1736937000000.json.gz"),
+            "{acme}"
+        );
+        let partial = decode_partials(&store.get(acme).await.expect("get").expect("present"))
+            .expect("decodes");
+        let checkout = &partial[0].services["checkout"];
+        assert_eq!(
+            (checkout.count, checkout.http_5xx, checkout.errors()),
+            (2, 1, 1)
+        );
+        // A retried final invocation writes the same keys.
+        handle(
+            &store,
+            &IngestConfig::default(),
+            &WindowConfig::default(),
+            &[],
+            &props,
+            now,
+        )
+        .await
+        .expect("retry");
+        assert_eq!(store.list("windows/partials/").await.expect("list"), keys);
+    }
+}

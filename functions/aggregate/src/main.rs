@@ -1,0 +1,58 @@
+//! `sluice-aggregate`: the aggregate Lambda function (Kinesis event source mapping with
+//! `TumblingWindowInSeconds`).
+//!
+//! Environment: `SLUICE_DATA_BUCKET` (required, partials go under `windows/partials/`),
+//! `SLUICE_WINDOW_SECONDS` (default 60), `SLUICE_ALLOWED_LATENESS_SECONDS` (default 120),
+//! `SLUICE_ENDPOINT_URL`/`AWS_ENDPOINT_URL` (optional endpoint override).
+
+use anyhow::Context as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use sluice_aws::lambda::{init_json_tracing, now_ms, required_env};
+use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
+use sluice_core::IngestConfig;
+use sluice_core::window::WindowConfig;
+
+fn seconds_env(name: &str, default: i64) -> anyhow::Result<i64> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .with_context(|| format!("{name}={v:?} is not a whole number of seconds")),
+        Err(_) => Ok(default),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_json_tracing();
+    let bucket = required_env(
+        "SLUICE_DATA_BUCKET",
+        "the bucket that holds windows/partials/",
+    )?;
+    let windows = WindowConfig {
+        window_ms: seconds_env("SLUICE_WINDOW_SECONDS", 60)? * 1000,
+        allowed_lateness_ms: seconds_env("SLUICE_ALLOWED_LATENESS_SECONDS", 120)? * 1000,
+        ..WindowConfig::default()
+    };
+    let settings = AwsSettings::from_env().context("reading the AWS settings")?;
+    let sdk = load_sdk_config(&settings).await;
+    let store = S3BlobStore::new(s3_client(&sdk), bucket);
+    let ingest = IngestConfig::default();
+    tracing::info!(
+        bucket = store.bucket(),
+        window_ms = windows.window_ms,
+        "sluice-aggregate initialised"
+    );
+    let (store, ingest, windows) = (&store, &ingest, &windows);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let (records, props) = sluice_aggregate::parse_event(event.payload)?;
+            let response =
+                sluice_aggregate::handle(store, ingest, windows, &records, &props, now_ms())
+                    .await?;
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("the Lambda runtime stopped: {e}"))
+}
