@@ -1,9 +1,11 @@
 //! `sluice demo`: the pipeline on the embedded default (an in-process stream and a local
 //! directory), over synthetic multi-tenant traffic with an incident in it.
 //!
-//! Traffic is replayed in time slices: each slice is put on the stream, then every shard is
-//! drained in Lambda-sized batches through the ingest path. Later stages (windows, rules,
-//! alerts) plug into the same loop.
+//! Traffic is replayed minute by minute, as the deployed pipeline would see it: each minute is
+//! put on the stream, every shard is drained in Lambda-sized batches through ingest (Parquet)
+//! and aggregate (window partials), then the evaluator runs on the windows that have closed:
+//! it merges partials, writes metrics, runs the example rules (WebAssembly, in the sandbox) and
+//! delivers signed webhooks to a receiver on 127.0.0.1, which the demo prints as alerts arrive.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +13,16 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
+use sluice_core::aggregate::{aggregate_records, store_partials};
 use sluice_core::embedded_stream::EmbeddedStream;
-use sluice_core::synth::{Generator, Incident, SynthConfig};
+use sluice_core::evaluate::{EvaluateConfig, Evaluator, WindowReport};
+use sluice_core::normalize::timestamp::format_rfc3339_ms;
+use sluice_core::synth::{Generator, Incident, SynthConfig, TENANTS};
+use sluice_core::window::{WindowAggregator, WindowConfig};
 use sluice_core::{BlobStore as _, IngestPipeline, IngestStats, LocalDirStore};
+use sluice_notify::receiver::{Received, Receiver};
+use sluice_rules::tenant_rules::StoreRuleRunner;
+use sluice_rules::{EngineConfig, Host, Policy};
 
 use crate::report;
 
@@ -40,6 +49,12 @@ pub struct DemoArgs {
     /// Print one JSON summary line at the end instead of tables.
     #[arg(long)]
     json: bool,
+    /// Directory with the built rule components (`threshold.wasm`, `new_pattern.wasm`).
+    #[arg(long, default_value_os_t = crate::demo_rules::default_rules_dir())]
+    rules_dir: PathBuf,
+    /// Directory with the example rules' manifests (`<rule>/rule.toml`).
+    #[arg(long, default_value = "plugins/examples")]
+    examples_dir: PathBuf,
 }
 
 const SLICES: usize = 60;
@@ -89,6 +104,63 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let pipeline = IngestPipeline::default();
     let store = LocalDirStore::new(&args.out);
+    let host = Host::new(EngineConfig::default()).context("starting the rules engine")?;
+    let receiver = runtime
+        .block_on(Receiver::start(WEBHOOK_SECRET))
+        .context("starting the demo webhook receiver")?;
+    let tenants: Vec<&str> = TENANTS
+        .iter()
+        .copied()
+        .take(args.tenants.clamp(1, 8))
+        .collect();
+    let mut installed = 0;
+    for tenant in &tenants {
+        let statuses = runtime.block_on(crate::demo_rules::install(
+            &host,
+            &store,
+            &args.rules_dir,
+            &args.examples_dir,
+            tenant,
+        ))?;
+        for (rule, status) in &statuses {
+            if !status.accepted() {
+                anyhow::bail!(
+                    "rule {rule} was rejected: {}",
+                    status.reason.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        installed = statuses.len();
+        runtime.block_on(configure_tenant(&store, tenant, &receiver.url()))?;
+    }
+    if !args.json {
+        if installed == 0 {
+            println!(
+                "no rule components in {} (cargo xtask demo builds them): running without rules\n",
+                args.rules_dir.display()
+            );
+        } else {
+            println!(
+                "rules: {} per tenant (WebAssembly, sandboxed); webhooks to {}\n",
+                crate::demo_rules::DEMO_RULES.map(|r| r.0).join(", "),
+                receiver.url()
+            );
+        }
+    }
+    let runner = StoreRuleRunner::new(&host, &store, Policy::default());
+    let http = sluice_notify::HttpPoster::new()?;
+    let window_config = WindowConfig::default();
+    let evaluator = Evaluator {
+        data: &store,
+        rules_store: &store,
+        runner: &runner,
+        http: &http,
+        config: EvaluateConfig {
+            window: window_config.clone(),
+            max_windows_per_run: 1000,
+            ..EvaluateConfig::default()
+        },
+    };
     let mut stream = EmbeddedStream::new(args.shards);
     let progress = if args.json {
         ProgressBar::hidden()
@@ -96,7 +168,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let bar = ProgressBar::new(args.records as u64);
         bar.set_style(
             ProgressStyle::with_template(
-                "{spinner} ingest [{bar:30}] {pos}/{len} records {per_sec} {msg}",
+                "{spinner} [{bar:30}] {pos}/{len} records {per_sec} {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
@@ -105,14 +177,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let mut total = IngestStats::default();
+    let mut alerts = AlertLog::default();
+    let mut windows_evaluated = 0usize;
     let mut events = Generator::new(config).peekable();
     let slice_ms = 3_600_000 / SLICES as i64;
     for slice in 0..SLICES {
-        let slice_end = start_ms + (slice as i64 + 1) * slice_ms;
+        let slice_start = start_ms + slice as i64 * slice_ms;
+        let slice_end = slice_start + slice_ms;
         while let Some(event) = events.next_if(|e| e.ts_ms < slice_end || slice == SLICES - 1) {
             stream.put(&event.partition_key, event.payload, event.ts_ms + 150);
         }
         for shard in 0..stream.shard_count() {
+            let mut aggregator = WindowAggregator::new(window_config.clone());
+            let shard_id = format!("shardId-{shard:012}");
             loop {
                 let batch = stream.take_batch(shard, args.batch_size);
                 if batch.is_empty() {
@@ -125,16 +202,40 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                         outcome.errors.join("; ")
                     );
                 }
+                aggregate_records(pipeline.config(), &mut aggregator, &batch, slice_end);
                 progress.inc(outcome.stats.records);
                 total.absorb(&outcome.stats);
             }
+            runtime
+                .block_on(store_partials(
+                    &store,
+                    &aggregator.drain(),
+                    &shard_id,
+                    &format!("{slice_start:013}"),
+                ))
+                .context("writing window partials")?;
         }
+        let reports = runtime
+            .block_on(evaluator.run(slice_end))
+            .context("evaluating windows")?;
+        windows_evaluated += reports.len();
+        report_windows(&progress, &reports, args.json);
+        alerts.show(&progress, receiver.take(), args.json);
         progress.set_message(format!(
-            "minute {:>2}, {} rejected",
+            "minute {:>2}/{SLICES}, {} alerts",
             slice + 1,
-            total.rejected_total()
+            alerts.total()
         ));
     }
+    // Let the last windows close (end plus allowed lateness) and evaluate them.
+    let flush_at =
+        start_ms + 3_600_000 + window_config.window_ms + window_config.allowed_lateness_ms;
+    let reports = runtime
+        .block_on(evaluator.run(flush_at))
+        .context("evaluating the last windows")?;
+    windows_evaluated += reports.len();
+    report_windows(&progress, &reports, args.json);
+    alerts.show(&progress, receiver.take(), args.json);
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -143,10 +244,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         summary["rejected_by_reason"] = serde_json::to_value(&total.rejected)?;
         summary["rejected"] = total.rejected_total().into();
         summary["out"] = args.out.display().to_string().into();
+        summary["windows_evaluated"] = windows_evaluated.into();
+        summary["alerts_firing"] = alerts.firing.into();
+        summary["alerts_resolved"] = alerts.resolved.into();
         println!("{summary}");
         return Ok(());
     }
     println!("{}", report::ingest_summary(&total, elapsed));
+    println!(
+        "windows evaluated: {windows_evaluated}; notifications received: {} firing, {} resolved (signatures verified: {})",
+        alerts.firing, alerts.resolved, alerts.all_signed
+    );
     let objects = runtime.block_on(count_objects(&store))?;
     let mut tenants = report::table(&["tenant", "rows", "parquet objects"]);
     for (tenant, rows) in &total.tenants {
@@ -160,6 +268,133 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("{tenants}");
     print_next_steps(&args.out);
     Ok(())
+}
+
+/// The secret the demo's webhook receiver verifies signatures with.
+const WEBHOOK_SECRET: &[u8] = b"sluice-demo-secret";
+
+/// Points the tenant's webhook at the demo receiver, and lowers the example rules' minimum
+/// counts to the demo's traffic (about 90 events per service and minute).
+async fn configure_tenant(store: &LocalDirStore, tenant: &str, url: &str) -> anyhow::Result<()> {
+    let config = format!(
+        "[[webhooks]]\nurl = \"{url}\"\nsecret = \"{}\"\n\n[rules.threshold]\nfor_windows = 2\nparams = {{ min_count = 30 }}\n\n[rules.new-pattern]\nparams = {{ new_levels = [\"fatal\"], spike_min_count = 10, warmup_windows = 3 }}\n",
+        String::from_utf8_lossy(WEBHOOK_SECRET)
+    );
+    store
+        .put(
+            &format!("tenants/{tenant}.toml"),
+            config.into(),
+            "application/toml",
+        )
+        .await
+        .context("writing the tenant configuration")?;
+    Ok(())
+}
+
+/// One line per evaluated window: events, and the tenant with the highest error rate.
+fn report_windows(progress: &ProgressBar, reports: &[WindowReport], quiet: bool) {
+    if quiet {
+        return;
+    }
+    for w in reports.iter().filter(|w| !w.tenants.is_empty()) {
+        let events: u64 = w.tenants.iter().map(|t| t.summary.totals().0).sum();
+        let worst = w
+            .tenants
+            .iter()
+            .map(|t| (t.tenant.as_str(), t.summary.totals()))
+            .max_by(|a, b| a.1.1.total_cmp(&b.1.1));
+        if let Some((tenant, (_, rate, p99))) = worst {
+            let errors: Vec<String> = w
+                .tenants
+                .iter()
+                .flat_map(|t| {
+                    t.rule_errors
+                        .iter()
+                        .map(|(r, e)| format!("{}/{r}: {e}", t.tenant))
+                })
+                .collect();
+            say(
+                progress,
+                format!(
+                    "  window {}  {:>6} events  worst: {tenant:<8} error rate {:>5.1}%  p99 {:>6.0} ms{}",
+                    &format_rfc3339_ms(w.start_ms)[11..16],
+                    report::count(events),
+                    rate * 100.0,
+                    p99,
+                    if errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  rule errors: {}", errors.join("; "))
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// Prints above the progress bar, or plainly when there is none (not a terminal).
+fn say(progress: &ProgressBar, line: String) {
+    if progress.is_hidden() {
+        println!("{line}");
+    } else {
+        progress.println(line);
+    }
+}
+
+/// Alerts as the receiver got them.
+#[derive(Debug, Default)]
+struct AlertLog {
+    firing: usize,
+    resolved: usize,
+    all_signed: bool,
+    seen: usize,
+}
+
+impl AlertLog {
+    fn total(&self) -> usize {
+        self.firing + self.resolved
+    }
+
+    fn show(&mut self, progress: &ProgressBar, received: Vec<Received>, quiet: bool) {
+        if self.seen == 0 {
+            self.all_signed = true;
+        }
+        for r in received {
+            self.seen += 1;
+            self.all_signed &= r.signature_valid;
+            for a in &r.payload.alerts {
+                let firing = a.status == "firing";
+                if firing {
+                    self.firing += 1;
+                } else {
+                    self.resolved += 1;
+                }
+                if quiet {
+                    continue;
+                }
+                let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
+                let when = if firing { &a.starts_at } else { &a.ends_at };
+                say(
+                    progress,
+                    format!(
+                        "{} {} {:<8} [{}] {}: {}  (at {}, signed: {})",
+                        if firing {
+                            "  >> FIRING  "
+                        } else {
+                            "  << RESOLVED"
+                        },
+                        label("severity"),
+                        label("tenant"),
+                        label("alertname"),
+                        label("key"),
+                        a.annotations.get("summary").map_or("", String::as_str),
+                        when.get(11..16).unwrap_or(when),
+                        if r.signature_valid { "ok" } else { "INVALID" },
+                    ),
+                );
+            }
+        }
+    }
 }
 
 async fn count_objects(store: &LocalDirStore) -> anyhow::Result<BTreeMap<String, usize>> {

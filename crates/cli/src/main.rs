@@ -8,6 +8,7 @@
 mod cmd_demo;
 mod cmd_gen;
 mod cmd_ingest;
+mod demo_rules;
 mod report;
 
 use clap::{Parser, Subcommand};

@@ -197,7 +197,16 @@ impl Iterator for Generator {
         } else {
             "info"
         };
-        let message = if status >= 500 {
+        // During an incident a third of the failures are a circuit breaker tripping: a message
+        // (and a fatal level) the service never logs otherwise.
+        let breaker = failed && in_incident && self.rng.usize(..3) == 0;
+        let level = if breaker { "fatal" } else { level };
+        let message = if breaker {
+            format!(
+                "circuit breaker open for payment-provider after {} consecutive failures",
+                self.rng.u32(5..50)
+            )
+        } else if status >= 500 {
             match self.rng.usize(..3) {
                 0 => format!("upstream inventory returned {status} after {latency:.0}ms"),
                 1 => format!("database timeout after {latency:.0}ms on query q-{order}"),

@@ -194,6 +194,7 @@ pub fn decode(body: bytes::Bytes) -> Result<Vec<WindowSummary>, CoreError> {
                     error: i(5),
                     fatal: i(6),
                 },
+                requests: 0,
                 http_4xx: i(7),
                 http_5xx: i(8),
                 late: i(9),

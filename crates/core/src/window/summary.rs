@@ -29,6 +29,8 @@ pub struct ServiceSummary {
     pub name: String,
     pub count: u64,
     pub levels: LevelCounts,
+    /// Events with an HTTP status.
+    pub requests: u64,
     pub http_4xx: u64,
     pub http_5xx: u64,
     /// Errors (level error/fatal, or HTTP 5xx, whichever is more) over count.
@@ -82,6 +84,7 @@ impl WindowSummary {
                     error: s.levels[Level::Error as usize],
                     fatal: s.levels[Level::Fatal as usize],
                 },
+                requests: s.http_2xx + s.http_3xx + s.http_4xx + s.http_5xx,
                 http_4xx: s.http_4xx,
                 http_5xx: s.http_5xx,
                 error_rate: s.error_rate(),

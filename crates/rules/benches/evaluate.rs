@@ -1,0 +1,74 @@
+//! Rules host benchmarks (`cargo bench -p sluice-rules`). The rule components are built
+//! from `plugins/` first, as in the tests.
+//!
+//! - `evaluate/threshold`: one evaluation with a fresh store and instance each time, on a
+//!   realistic window (20 services, 25 patterns): the target is 30,000 evaluations/s per
+//!   core, i.e. at most 33 µs each.
+//! - `load/compile`: compiling the component from `.wasm` (what the registry does once).
+//! - `load/deserialize_cwasm`: loading precompiled code (what the evaluator does).
+//! - `load/instance_pre`: linking a loaded component into an `InstancePre`.
+//! - `load/precompiled_total`: `Host::load_precompiled` (deserialise, contract checks,
+//!   `InstancePre`, trial instantiation).
+//! - `evaluate/instantiate_only`: a fresh store and instance, without the call.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_rules::{Policy, phases, sample_window};
+use support::{example_manifest, host, rule, wasm};
+
+fn evaluate(c: &mut Criterion) {
+    let host = host();
+    let threshold = rule("threshold");
+    let params = example_manifest("threshold").params;
+    let window = sample_window("acme", 1_700_000_000_000, 20, 25);
+    let policy = Policy::default();
+    let mut group = c.benchmark_group("evaluate");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("threshold", |b| {
+        b.iter(|| {
+            let outcome = host
+                .evaluate(&threshold, black_box(&window), &params, None, &policy)
+                .expect("threshold evaluates");
+            black_box(outcome.alerts.len())
+        })
+    });
+    group.bench_function("instantiate_only", |b| {
+        b.iter(|| phases::instantiate(host, &threshold).expect("instantiates"))
+    });
+    group.finish();
+}
+
+fn load(c: &mut Criterion) {
+    let host = host();
+    let module = wasm("threshold");
+    let artifact = host.precompile(&module).expect("precompiles");
+    let component = phases::deserialize(host, &artifact).expect("deserialises");
+    let mut group = c.benchmark_group("load");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("compile", |b| {
+        b.iter(|| phases::compile(host, black_box(&module)).expect("compiles"))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("load");
+    group.bench_function("deserialize_cwasm", |b| {
+        b.iter(|| phases::deserialize(host, black_box(&artifact)).expect("deserialises"))
+    });
+    group.bench_function("instance_pre", |b| {
+        b.iter(|| phases::instance_pre(host, black_box(&component)).expect("links"))
+    });
+    group.bench_function("precompiled_total", |b| {
+        b.iter(|| host.load_precompiled(black_box(&artifact)).expect("loads"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, evaluate, load);
+criterion_main!(benches);

@@ -1,0 +1,142 @@
+//! `cargo xtask demo`: run `sluice demo` (release build) and show what it wrote.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::util::{self, note};
+use crate::venv;
+
+/// Options of `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Output directory [default: <repo>/sluice-data, cleared before each run].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Number of log records the demo generates.
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Skip the Python part (creating the venv and reading the output with DuckDB/pyarrow).
+    #[arg(long)]
+    pub no_python: bool,
+    /// Extra arguments for `sluice demo`, after `--`.
+    #[arg(last = true)]
+    pub extra: Vec<String>,
+}
+
+pub fn run(args: &DemoArgs) -> Result<()> {
+    let out = match &args.out {
+        Some(dir) => util::absolute(dir)?,
+        None => {
+            let dir = util::repo_root().join("sluice-data");
+            if dir.exists() {
+                note(format!(
+                    "removing the previous demo output in {}",
+                    dir.display()
+                ));
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+            dir
+        }
+    };
+
+    // The example rules the demo installs, as WebAssembly components.
+    crate::test::ensure_wasm_target()?;
+    util::run(
+        util::cargo()
+            .current_dir(util::repo_root().join("plugins"))
+            .env("CARGO_TARGET_DIR", crate::test::plugins_target())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "threshold",
+                "-p",
+                "new-pattern",
+            ]),
+    )?;
+    let rules_dir = crate::test::plugins_target()
+        .join("wasm32-wasip2")
+        .join("release");
+
+    let mut cmd = util::cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "sluice-cli",
+        "--",
+        "demo",
+        "--out",
+    ])
+    .arg(&out)
+    .arg("--rules-dir")
+    .arg(&rules_dir);
+    if let Some(n) = args.records {
+        cmd.args(["--records", &n.to_string()]);
+    }
+    cmd.args(&args.extra);
+    util::run(&mut cmd)?;
+
+    if args.no_python {
+        print_queries(&out);
+        return Ok(());
+    }
+    let python = match venv::ensure_venv() {
+        Ok(v) => Some(v.python()),
+        Err(e) => {
+            note(format!("could not set up the Python venv ({e:#})"));
+            system_python_with_readers()
+        }
+    };
+    match &python {
+        Some(python) => {
+            eprintln!();
+            note("reading the output back with pyarrow and DuckDB:");
+            util::run(
+                Command::new(python)
+                    .arg(util::python_file("verify_parquet.py"))
+                    .arg(&out),
+            )?;
+        }
+        None => {
+            note("no Python with pyarrow and duckdb available; skipping the read-back");
+            print_queries(&out);
+        }
+    }
+    Ok(())
+}
+
+/// `python3`, if it can import both pyarrow and duckdb.
+fn system_python_with_readers() -> Option<PathBuf> {
+    let ok = util::succeeds(Command::new("python3").args(["-c", "import duckdb, pyarrow"]));
+    ok.then(|| PathBuf::from("python3"))
+}
+
+/// Prints one-liners the user can run against the output.
+fn print_queries(out: &Path) {
+    let python = format!("{}/bin/python", venv::tools_dir().display());
+    eprintln!();
+    eprintln!("(`cargo xtask venv` creates {python} with pyarrow and duckdb.)");
+    let logs = out.join("logs");
+    let logs = logs.display();
+    eprintln!();
+    eprintln!("Query the output yourself (Hive-partitioned Parquet under {logs}):");
+    eprintln!(
+        "  {python} -c \"import duckdb; duckdb.sql(\\\"SELECT tenant, level, count(*) AS n \
+         FROM read_parquet('{logs}/**/*.parquet', hive_partitioning=true) \
+         GROUP BY ALL ORDER BY ALL\\\").show()\""
+    );
+    eprintln!(
+        "  {python} -c \"import pyarrow.dataset as ds, pyarrow.compute as pc; \
+         t = ds.dataset('{logs}', format='parquet').to_table(); print(t.num_rows, 'rows'); \
+         print(pc.value_counts(t['tenant'].cast('string')).to_pylist())\""
+    );
+    eprintln!(
+        "  duckdb -c \"SELECT * FROM read_parquet('{logs}/**/*.parquet', hive_partitioning=true) LIMIT 5\"   # with the DuckDB CLI"
+    );
+}
