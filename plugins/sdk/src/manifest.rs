@@ -19,8 +19,9 @@ mod tests {
 
     #[test]
     fn params_table_becomes_a_json_object() {
-        let json = params_json("[rule]\nname = \"x\"\n[params]\nwarning = 0.5\nservices = [\"a\"]\n")
-            .expect("valid manifest");
+        let json =
+            params_json("[rule]\nname = \"x\"\n[params]\nwarning = 0.5\nservices = [\"a\"]\n")
+                .expect("valid manifest");
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v, serde_json::json!({"warning": 0.5, "services": ["a"]}));
     }

@@ -134,7 +134,7 @@ mod tests {
 
         fn evaluate(_: &Window, params: &CounterParams, state: &mut CounterState) -> Vec<Alert> {
             state.seen += 1;
-            if state.seen % params.every == 0 {
+            if state.seen.is_multiple_of(params.every) {
                 vec![Alert::new("count", Severity::Info, "tick").value(f64::from(state.seen))]
             } else {
                 Vec::new()

@@ -20,37 +20,56 @@ pub fn plugins_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins")
 }
 
-/// Builds every guest once per test process; panics with the reason if that fails.
-fn build_guests() -> &'static PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = plugins_dir();
-        let target_dir = dir.join("target");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(&dir)
-            .args(["build", "--target", "wasm32-wasip2", "--target-dir"])
-            .arg(&target_dir)
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET")
-            .output()
-            .expect("running cargo to build the rule components in plugins/");
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target") {
-                "\nhint: install the target with `rustup target add wasm32-wasip2`"
-            } else {
-                ""
-            };
-            panic!("building the rule components in plugins/ failed:\n{stderr}{hint}");
-        }
-        target_dir.join("wasm32-wasip2").join("debug")
-    })
+/// Builds every guest once per test process in the given cargo profile (`"debug"` or
+/// `"release"`); panics with the reason if that fails. Returns the directory of the `.wasm`s.
+fn build_guests(profile: &'static str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    built
+        .entry(profile)
+        .or_insert_with(|| {
+            let dir = plugins_dir();
+            let target_dir = dir.join("target");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(&dir)
+                .args(["build", "--target", "wasm32-wasip2", "--target-dir"])
+                .arg(&target_dir)
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("CARGO_BUILD_TARGET")
+                // RUSTFLAGS would replace plugins/.cargo/config.toml's flags (the stack size).
+                .env_remove("RUSTFLAGS");
+            if profile == "release" {
+                cmd.arg("--release");
+            }
+            let out = cmd
+                .output()
+                .expect("running cargo to build the rule components in plugins/");
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target") {
+                    "\nhint: install the target with `rustup target add wasm32-wasip2`"
+                } else {
+                    ""
+                };
+                panic!("building the rule components in plugins/ failed:\n{stderr}{hint}");
+            }
+            target_dir.join("wasm32-wasip2").join(profile)
+        })
+        .clone()
 }
 
-/// The bytes of a guest component (crate name with `-` as `_`).
+/// The bytes of a guest component (crate name with `-` as `_`), built in the debug profile.
 pub fn wasm(name: &str) -> Vec<u8> {
-    let path = build_guests().join(format!("{}.wasm", name.replace('-', "_")));
+    wasm_built(name, "debug")
+}
+
+/// The bytes of a guest component built in `profile` (`"debug"` or `"release"`).
+pub fn wasm_built(name: &str, profile: &'static str) -> Vec<u8> {
+    let path = build_guests(profile).join(format!("{}.wasm", name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 

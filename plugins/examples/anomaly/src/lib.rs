@@ -296,7 +296,11 @@ mod tests {
     #[test]
     fn a_drop_is_not_an_anomaly() {
         let mut h = warmed_up();
-        assert!(h.evaluate(&minute(40, 0, 20.0)).expect("evaluates").is_empty());
+        assert!(
+            h.evaluate(&minute(40, 0, 20.0))
+                .expect("evaluates")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -305,7 +309,11 @@ mod tests {
         for i in 0..5 {
             h.evaluate(&minute(i, 10, 100.0)).expect("evaluates");
         }
-        assert!(h.evaluate(&minute(5, 900, 5000.0)).expect("evaluates").is_empty());
+        assert!(
+            h.evaluate(&minute(5, 900, 5000.0))
+                .expect("evaluates")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -162,13 +162,20 @@ impl Params {
     }
 
     fn longest_minutes(&self) -> u32 {
-        self.tiers.iter().map(|t| t.long_minutes).max().unwrap_or(60)
+        self.tiers
+            .iter()
+            .map(|t| t.long_minutes)
+            .max()
+            .unwrap_or(60)
     }
 
     /// Requests and bad requests of one service in the window.
     fn events(&self, s: &ServiceStats) -> (u64, u64) {
         let (latency_total, slow) = s.latency.map_or((0, 0.0), |l| {
-            (l.count, l.fraction_above(self.threshold_ms) * l.count as f64)
+            (
+                l.count,
+                l.fraction_above(self.threshold_ms) * l.count as f64,
+            )
         });
         let (total, errors) = if self.count_5xx_as_bad {
             (latency_total.max(s.requests), s.status5xx)
@@ -186,7 +193,10 @@ impl Rule for LatencySlo {
 
     fn check_params(p: &Params) -> Result<(), String> {
         if !(p.objective > 0.0 && p.objective < 1.0) {
-            return Err(format!("objective must be between 0 and 1, not {}", p.objective));
+            return Err(format!(
+                "objective must be between 0 and 1, not {}",
+                p.objective
+            ));
         }
         if !(p.threshold_ms > 0.0 && p.threshold_ms.is_finite()) {
             return Err("threshold_ms must be a positive number".into());
@@ -202,7 +212,9 @@ impl Rule for LatencySlo {
                 ));
             }
             if t.long_minutes > MAX_LONG_MINUTES {
-                return Err(format!("long windows are limited to {MAX_LONG_MINUTES} minutes"));
+                return Err(format!(
+                    "long windows are limited to {MAX_LONG_MINUTES} minutes"
+                ));
             }
             if !(t.burn_rate > 0.0 && t.burn_rate.is_finite()) {
                 return Err("burn_rate must be a positive number".into());
@@ -238,8 +250,12 @@ impl Rule for LatencySlo {
         // Record this window (a window's counts go to the bucket holding its last instant).
         for (name, total, bad) in observed.drain(..) {
             let series = state.series.entry(name).or_default();
-            series.fine.add(FINE_BUCKET_MS, fine_slots, now - 1, total, bad);
-            series.coarse.add(COARSE_BUCKET_MS, coarse_slots, now - 1, total, bad);
+            series
+                .fine
+                .add(FINE_BUCKET_MS, fine_slots, now - 1, total, bad);
+            series
+                .coarse
+                .add(COARSE_BUCKET_MS, coarse_slots, now - 1, total, bad);
             series.last_ms = now;
         }
         // Forget SLOs that have seen nothing for longer than the longest window.
@@ -320,9 +336,13 @@ mod tests {
 
     /// A 1-minute window where `slow_fraction` of 1000 requests exceed 500 ms.
     fn minute(i: i64, p99: f64) -> Window {
-        let s = service("api", 1000, 0)
-            .with_http(1000, 0, 0)
-            .with_latency([50.0, 100.0, 200.0, p99, p99 * 2.0]);
+        let s = service("api", 1000, 0).with_http(1000, 0, 0).with_latency([
+            50.0,
+            100.0,
+            200.0,
+            p99,
+            p99 * 2.0,
+        ]);
         window(T0 + i * MINUTE_MS, 1, vec![s])
     }
 
@@ -370,7 +390,11 @@ mod tests {
         // reaches 14.4 after about 0.144 * 60 / 0.5 = 17 bad minutes (the slower ticket tier
         // may fire earlier, as a warning).
         let at = fired_at.expect("the fast burn paged");
-        assert!((15..=19).contains(&(at - 400)), "paged after {} bad minutes", at - 400);
+        assert!(
+            (15..=19).contains(&(at - 400)),
+            "paged after {} bad minutes",
+            at - 400
+        );
     }
 
     #[test]
@@ -384,7 +408,9 @@ mod tests {
             let s = service("api", 1000, 0)
                 .with_http(1000, 0, 200)
                 .with_latency([10.0, 20.0, 30.0, 40.0, 50.0]);
-            last = h.evaluate(&window(T0 + i * MINUTE_MS, 1, vec![s])).expect("evaluates");
+            last = h
+                .evaluate(&window(T0 + i * MINUTE_MS, 1, vec![s]))
+                .expect("evaluates");
         }
         assert_eq!(last.len(), 1, "20% 5xx is a 20x burn");
         assert!((last[0].value - 20.0).abs() < 1e-9, "{}", last[0].value);
@@ -402,7 +428,8 @@ mod tests {
                         .with_latency([50.0, 100.0, 200.0, 300.0, 600.0])
                 })
                 .collect();
-            h.evaluate(&window(T0 + i * 5 * MINUTE_MS, 5, services)).expect("evaluates");
+            h.evaluate(&window(T0 + i * 5 * MINUTE_MS, 5, services))
+                .expect("evaluates");
         }
         assert!(h.state_len() < 200_000, "state is {} bytes", h.state_len());
         let state = h.state();
@@ -418,7 +445,8 @@ mod tests {
         )
         .expect("valid params");
         h.evaluate(&minute(0, 100.0)).expect("evaluates");
-        h.evaluate(&window(T0 + 120 * MINUTE_MS, 1, vec![])).expect("evaluates");
+        h.evaluate(&window(T0 + 120 * MINUTE_MS, 1, vec![]))
+            .expect("evaluates");
         assert!(h.state().series.is_empty());
     }
 
@@ -430,7 +458,10 @@ mod tests {
         }
         assert_eq!(r.total.len(), 6);
         // The last 10 minutes: the two newest 5-minute buckets.
-        assert_eq!(r.sum(FINE_BUCKET_MS, T0 + 30 * MINUTE_MS, 10 * MINUTE_MS), (100, 10));
+        assert_eq!(
+            r.sum(FINE_BUCKET_MS, T0 + 30 * MINUTE_MS, 10 * MINUTE_MS),
+            (100, 10)
+        );
     }
 
     #[test]

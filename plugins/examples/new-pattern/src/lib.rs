@@ -240,7 +240,10 @@ mod tests {
     fn a_pattern_seen_before_does_not_alert_as_new() {
         let mut h = harness();
         let alerts = h
-            .evaluate(&minute(0, vec![pattern("boom", "api", Level::Error, 3, false)]))
+            .evaluate(&minute(
+                0,
+                vec![pattern("boom", "api", Level::Error, 3, false)],
+            ))
             .expect("evaluates");
         assert!(alerts.is_empty());
     }
@@ -250,12 +253,18 @@ mod tests {
         let mut h = harness();
         for i in 0..10 {
             let alerts = h
-                .evaluate(&minute(i, vec![pattern("slow", "db", Level::Warn, 10, false)]))
+                .evaluate(&minute(
+                    i,
+                    vec![pattern("slow", "db", Level::Warn, 10, false)],
+                ))
                 .expect("evaluates");
             assert!(alerts.is_empty());
         }
         let alerts = h
-            .evaluate(&minute(10, vec![pattern("slow", "db", Level::Warn, 80, false)]))
+            .evaluate(&minute(
+                10,
+                vec![pattern("slow", "db", Level::Warn, 80, false)],
+            ))
             .expect("evaluates");
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].key, "spike/slow");
@@ -265,10 +274,16 @@ mod tests {
     #[test]
     fn no_spike_during_warm_up() {
         let mut h = harness();
-        h.evaluate(&minute(0, vec![pattern("slow", "db", Level::Warn, 10, false)]))
-            .expect("evaluates");
+        h.evaluate(&minute(
+            0,
+            vec![pattern("slow", "db", Level::Warn, 10, false)],
+        ))
+        .expect("evaluates");
         let alerts = h
-            .evaluate(&minute(1, vec![pattern("slow", "db", Level::Warn, 500, false)]))
+            .evaluate(&minute(
+                1,
+                vec![pattern("slow", "db", Level::Warn, 500, false)],
+            ))
             .expect("evaluates");
         assert!(alerts.is_empty());
     }
@@ -277,18 +292,24 @@ mod tests {
     fn small_counts_never_spike() {
         let mut h = Harness::<NewPattern>::with_params_json(r#"{"warmup_windows":1}"#)
             .expect("valid params");
-        h.evaluate(&minute(0, vec![pattern("rare", "db", Level::Error, 1, false)]))
-            .expect("evaluates");
+        h.evaluate(&minute(
+            0,
+            vec![pattern("rare", "db", Level::Error, 1, false)],
+        ))
+        .expect("evaluates");
         let alerts = h
-            .evaluate(&minute(1, vec![pattern("rare", "db", Level::Error, 15, false)]))
+            .evaluate(&minute(
+                1,
+                vec![pattern("rare", "db", Level::Error, 15, false)],
+            ))
             .expect("evaluates");
         assert!(alerts.is_empty(), "15 < spike_min_count");
     }
 
     #[test]
     fn state_is_bounded_by_max_patterns_keeping_the_most_recent() {
-        let mut h = Harness::<NewPattern>::with_params_json(r#"{"max_patterns":3}"#)
-            .expect("valid params");
+        let mut h =
+            Harness::<NewPattern>::with_params_json(r#"{"max_patterns":3}"#).expect("valid params");
         for i in 0..5 {
             let id = format!("p{i}");
             h.evaluate(&minute(i, vec![pattern(&id, "api", Level::Info, 1, false)]))
@@ -303,7 +324,10 @@ mod tests {
         let mut h = Harness::<NewPattern>::with_params_json(r#"{"services":["web"]}"#)
             .expect("valid params");
         let alerts = h
-            .evaluate(&minute(0, vec![pattern("boom", "api", Level::Error, 3, true)]))
+            .evaluate(&minute(
+                0,
+                vec![pattern("boom", "api", Level::Error, 3, true)],
+            ))
             .expect("evaluates");
         assert!(alerts.is_empty());
     }

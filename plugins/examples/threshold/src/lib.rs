@@ -206,7 +206,9 @@ impl Rule for Threshold {
         let selected = window.selected_services(&p.services);
         match p.scope {
             Scope::Each => selected.filter_map(|s| judge_service(p, s)).collect(),
-            Scope::All => judge_service(p, &Window::total(selected)).into_iter().collect(),
+            Scope::All => judge_service(p, &Window::total(selected))
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -287,11 +289,17 @@ mod tests {
         );
         let alerts = h.evaluate(&w).expect("evaluates");
         assert_eq!(alerts.len(), 2);
-        let api = alerts.iter().find(|a| a.key == "api/error_rate").expect("api");
+        let api = alerts
+            .iter()
+            .find(|a| a.key == "api/error_rate")
+            .expect("api");
         assert_eq!(api.severity, Severity::Critical);
         assert!((api.value - 0.2).abs() < 1e-12);
         assert_eq!(api.label_value("service"), Some("api"));
-        let web = alerts.iter().find(|a| a.key == "web/error_rate").expect("web");
+        let web = alerts
+            .iter()
+            .find(|a| a.key == "web/error_rate")
+            .expect("web");
         assert_eq!(web.severity, Severity::Warning);
     }
 
@@ -341,9 +349,8 @@ mod tests {
 
     #[test]
     fn scope_all_adds_the_selected_services_together() {
-        let mut h = harness(
-            r#"{"metric":"error_rate","critical":0.1,"scope":"all","services":["a","b"]}"#,
-        );
+        let mut h =
+            harness(r#"{"metric":"error_rate","critical":0.1,"scope":"all","services":["a","b"]}"#);
         // a: 5%, b: 25%, c (not selected): 100%. a+b = 150/1000 = 15%.
         let w = window(
             0,

@@ -98,7 +98,9 @@ impl Rule for Misbehave {
             Action::Unreachable => unreachable_instruction(),
             Action::Panic => panic!(
                 "{}",
-                p.message.as_deref().unwrap_or("misbehave: deliberate panic")
+                p.message
+                    .as_deref()
+                    .unwrap_or("misbehave: deliberate panic")
             ),
         }
     }

@@ -1,0 +1,73 @@
+//! # sluice-evaluate
+//!
+//! The evaluate Lambda function, as a library: each scheduled run evaluates the windows that
+//! have closed ([`sluice_core::evaluate::Evaluator`]) with the tenants' accepted rules
+//! ([`sluice_rules::tenant_rules::StoreRuleRunner`]) and reports metrics for the run.
+
+use sluice_aws::emf::{self, Metric, Unit};
+use sluice_core::evaluate::WindowReport;
+
+/// Counts of one run, for logs and CloudWatch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunCounts {
+    pub windows: u64,
+    pub tenants: u64,
+    pub rules_run: u64,
+    pub rule_failures: u64,
+    pub transitions: u64,
+    pub delivered: u64,
+    pub undelivered: u64,
+}
+
+/// Adds up a run's reports.
+pub fn counts(reports: &[WindowReport]) -> RunCounts {
+    let mut c = RunCounts {
+        windows: reports.len() as u64,
+        ..RunCounts::default()
+    };
+    for t in reports.iter().flat_map(|w| &w.tenants) {
+        c.tenants += 1;
+        c.rules_run += t.rules_run as u64;
+        c.rule_failures += t.rule_errors.len() as u64;
+        c.transitions += t.transitions.len() as u64;
+        c.delivered += t.delivered.len() as u64;
+        c.undelivered += t.undelivered.len() as u64;
+    }
+    c
+}
+
+/// The run's EMF line (`RuleFailures` feeds the template's rule-failure alarm).
+pub fn metrics_line(function: &str, c: &RunCounts, now_ms: i64) -> String {
+    emf::render(
+        function,
+        &[
+            Metric::int("WindowsEvaluated", Unit::Count, c.windows),
+            Metric::int("RulesRun", Unit::Count, c.rules_run),
+            Metric::int("RuleFailures", Unit::Count, c.rule_failures),
+            Metric::int("AlertTransitions", Unit::Count, c.transitions),
+            Metric::int("NotificationsDelivered", Unit::Count, c.delivered),
+            Metric::int("NotificationsUndelivered", Unit::Count, c.undelivered),
+        ],
+        now_ms,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_line_is_emf_with_the_rule_failure_metric() {
+        let c = RunCounts {
+            windows: 2,
+            rule_failures: 3,
+            ..RunCounts::default()
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&metrics_line("sluice-evaluate", &c, 1_700_000_000_000))
+                .expect("JSON");
+        assert_eq!(line["RuleFailures"], 3);
+        assert_eq!(line["WindowsEvaluated"], 2);
+        assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "sluice");
+    }
+}
