@@ -319,7 +319,8 @@ mod tests {
         };
         let (mut inside, mut inside_err, mut outside, mut outside_err) = (0, 0, 0, 0);
         for e in Generator::new(config) {
-            let is_err = String::from_utf8_lossy(&e.payload).contains("\"error\"");
+            let text = String::from_utf8_lossy(&e.payload);
+            let is_err = text.contains("\"error\"") || text.contains("\"fatal\"");
             if e.partition_key == "acme/checkout"
                 && (start + 200_000..start + 400_000).contains(&e.ts_ms)
             {

@@ -156,6 +156,7 @@ fn pattern_mining_recovers_the_generated_templates() {
             "POST <path> completed in <num>",
             "PUT <path> completed in <num>",
             "cache hit for key order:<num> in region <*>",
+            "circuit breaker open for payment-provider after <num> consecutive failures",
             "database timeout after <num> on query <*>",
             "failed to process order <num>: connection reset by peer",
             "upstream inventory returned <num> after <num>",
