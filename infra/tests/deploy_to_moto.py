@@ -105,6 +105,8 @@ OVERRIDES = {
     "AlarmEmail": "ops@example.com",
     "Architecture": "x86_64",
     "LogLevel": "debug",
+    "AllowedLatenessSeconds": "300",
+    "EvaluateReservedConcurrency": "1",
 }
 
 
@@ -602,10 +604,11 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
                                                    for f in c["Filter"]["S3Key"]["Rules"]))
         for c in rules_props["NotificationConfiguration"]["LambdaConfigurations"])
     r.equal(filters, sorted([
-        ("s3:ObjectCreated:*", registry_arn, ("prefix", "rules/"), ("suffix", ".toml")),
-        ("s3:ObjectCreated:*", registry_arn, ("prefix", "rules/"), ("suffix", ".wasm")),
-        ("s3:ObjectRemoved:*", registry_arn, ("prefix", "rules/"), ("suffix", ".wasm")),
-    ]), "RulesBucket (template): notifies registry for rules/ uploads, not for its status.json")
+        (event, registry_arn, ("prefix", "rules/"), ("suffix", suffix))
+        for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+        for suffix in ("/module.wasm", "/rule.toml")
+    ]), "RulesBucket (template): module.wasm and rule.toml changes invoke registry "
+       "(its own status.json does not)")
     perm = json.loads(aws.lambda_.get_policy(FunctionName=phys["RegistryFunction"])["Policy"])
     s3_perm = [s for s in statements(perm) if s["Principal"] == {"Service": "s3.amazonaws.com"}]
     r.equal([s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in s3_perm],
@@ -624,9 +627,13 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
                 f"{short}: memory {props['MemorySize']} MB, timeout {props['Timeout']} s")
         r.equal(props["Architectures"], [p["Architecture"]],
                 f"{short} (template): architecture {p['Architecture']}")
-        env = conf["Environment"]["Variables"]
-        r.equal(env, {"SLUICE_DATA_BUCKET": data, "SLUICE_RULES_BUCKET": rules,
-                      "RUST_LOG": p["LogLevel"]}, f"{short}: environment")
+        env = {"SLUICE_DATA_BUCKET": data, "SLUICE_RULES_BUCKET": rules, "RUST_LOG": p["LogLevel"]}
+        if short in ("aggregate", "evaluate"):
+            env["SLUICE_WINDOW_SECONDS"] = p["TumblingWindowSeconds"]
+            env["SLUICE_ALLOWED_LATENESS_SECONDS"] = p["AllowedLatenessSeconds"]
+        # moto keeps a Number parameter's value as a number; Lambda makes every value a string.
+        actual = {k: str(v) for k, v in conf["Environment"]["Variables"].items()}
+        r.equal(actual, env, f"{short}: environment")
         group = phys[logical.replace("Function", "LogGroup")]
         r.equal(props["LoggingConfig"], {"LogFormat": "JSON", "LogGroup": group},
                 f"{short} (template): JSON logs into its own log group")
@@ -674,6 +681,10 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             rules_found.append(rule)
     r.equal([(x.get("ScheduleExpression"), x.get("State")) for x in rules_found],
             [("rate(1 minute)", "ENABLED")], "evaluate: EventBridge schedule rate(1 minute)")
+    reserved = aws.lambda_.get_function_concurrency(
+        FunctionName=phys["EvaluateFunction"]).get("ReservedConcurrentExecutions")
+    r.equal(reserved, int(p["EvaluateReservedConcurrency"]) or None,
+            "evaluate: reserved concurrency only when EvaluateReservedConcurrency is 1")
     invoke = aws.lambda_.get_function_event_invoke_config(FunctionName=phys["EvaluateFunction"])
     r.equal((invoke["MaximumRetryAttempts"], invoke["MaximumEventAgeInSeconds"]), (0, 60),
             "evaluate: stale scheduled runs are not retried")
@@ -691,15 +702,17 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         "EvaluateFunction": {
             da: {"s3:ListBucket"},
             f"{da}/windows/partials/*": {"s3:GetObject"},
+            f"{da}/windows/state/*": {"s3:GetObject", "s3:PutObject"},
             f"{da}/metrics/*": {"s3:PutObject"},
-            f"{da}/alerts/*": {"s3:GetObject", "s3:PutObject"},
+            f"{da}/alerts/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
             ra: {"s3:ListBucket"},
             f"{ra}/compiled/*": {"s3:GetObject"},
             f"{ra}/tenants/*": {"s3:GetObject"},
+            f"{ra}/rules/*/rule.toml": {"s3:GetObject"},
         },
         "RegistryFunction": {
             ra: {"s3:ListBucket"},
-            f"{ra}/rules/*": {"s3:GetObject", "s3:GetObjectVersion"},
+            f"{ra}/rules/*": {"s3:GetObject"},
             f"{ra}/compiled/*": {"s3:PutObject", "s3:DeleteObject"},
             f"{ra}/rules/*/status.json": {"s3:PutObject"},
         },

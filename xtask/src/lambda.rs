@@ -451,12 +451,22 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
     // Give the function's last log lines a moment to reach the log.
     sleep(Duration::from_millis(300));
     let log = fs::read_to_string(&watch.log).unwrap_or_default();
-    drop(watch);
-    eprintln!("--- function output (cargo lambda watch, {}) ---", binary);
-    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+    // The function's own output follows cargo's "Running `target/...`" line; the lines
+    // before it are cargo-lambda's (the whole log stays in the file).
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("Running `"))
+        .map_or(0, |i| i + 1);
+    eprintln!(
+        "--- function output ({binary} under cargo lambda watch; full log {}) ---",
+        watch.log.display()
+    );
+    for line in &lines[first..] {
         eprintln!("{line}");
     }
     eprintln!("--- end of function output ---");
+    drop(watch);
     let response = response.context("cargo lambda invoke")?;
     println!("response: {}", response.trim());
 

@@ -4,12 +4,20 @@
 //!   incident in it.
 //! - `sluice ingest`: the ingest core over a file or stdin, into a local directory.
 //! - `sluice gen`: synthetic NDJSON log traffic, for benchmarks and experiments.
+//! - `sluice rules`: scaffold, build, check, test and upload tenant alert rules.
+//! - `sluice alerts redrive`: re-send notifications that could not be delivered.
+//! - `sluice backtest`: replay a rule over stored window metrics.
 
+mod cmd_alerts;
+mod cmd_backtest;
 mod cmd_demo;
 mod cmd_gen;
 mod cmd_ingest;
+mod cmd_rules;
 mod demo_rules;
 mod report;
+mod stores;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +43,13 @@ enum Command {
     Ingest(cmd_ingest::IngestArgs),
     /// Generate synthetic NDJSON log records (about 400 bytes each).
     Gen(cmd_gen::GenArgs),
+    /// Tenant alert rules (WebAssembly components): new, build, check, test, upload.
+    Rules(cmd_rules::RulesArgs),
+    /// Alert notifications: re-send the ones that could not be delivered.
+    Alerts(cmd_alerts::AlertsArgs),
+    /// Replay a rule over a tenant's stored window metrics: when would it have fired and resolved?
+    #[command(long_about = cmd_backtest::LONG_ABOUT)]
+    Backtest(cmd_backtest::BacktestArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +64,8 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => cmd_demo::run(args),
         Command::Ingest(args) => cmd_ingest::run(args),
         Command::Gen(args) => cmd_gen::run(args),
+        Command::Rules(args) => cmd_rules::run(args),
+        Command::Alerts(args) => cmd_alerts::run(args),
+        Command::Backtest(args) => cmd_backtest::run(args),
     }
 }

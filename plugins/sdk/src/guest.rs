@@ -27,7 +27,11 @@ pub fn evaluate_export<R: Rule>(
     state: Option<Vec<u8>>,
 ) -> Result<wit::Evaluation, wit::RuleError> {
     let window = window_from_wit(window);
-    match evaluate_encoded::<R>(&window, &params, state.as_deref()) {
+    let result = evaluate_encoded::<R>(&window, &params, state.as_deref());
+    // Every evaluation runs in a fresh instance that is thrown away afterwards: freeing the
+    // input, piece by piece, would be wasted work.
+    std::mem::forget((window, params, state));
+    match result {
         Ok(e) => Ok(wit::Evaluation {
             alerts: e.alerts.into_iter().map(alert_to_wit).collect(),
             state: e.state,
