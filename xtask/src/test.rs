@@ -266,9 +266,14 @@ fn demo_smoke(tools: &Venv, records: u64) -> Result<()> {
         .prefix("sluice-demo-")
         .tempdir()
         .context("creating a temporary directory")?;
+    // Built for the whole workspace, so that features unify as they did for the tests and
+    // nothing (wasmtime, the AWS SDK) is compiled a second time.
+    util::run(util::cargo().args(["build", "--quiet", "--workspace", "--bins"]))?;
+    let sluice = util::target_dir()?.join("debug").join("sluice");
     let stdout = util::output(
-        util::cargo()
-            .args(["run", "--quiet", "-p", "sluice-cli", "--", "demo", "--out"])
+        Command::new(&sluice)
+            .current_dir(util::repo_root())
+            .args(["demo", "--out"])
             .arg(out.path())
             .args(["--records", &records.to_string(), "--json", "--rules-dir"])
             .arg(plugins_target().join(WASM_TARGET).join("debug"))
