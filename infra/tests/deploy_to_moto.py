@@ -775,8 +775,10 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             and by_metric.count(("AWS/Lambda", "Errors")) == 4
             and by_metric.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 2
             and ("sluice", "RuleFailures") in by_metric
+            and ("sluice", "NotificationsUndelivered") in by_metric
             and any(a.get("Metrics") for a in alarms),
-            "alarms: iterator age x2, errors x4, throttles, failure queues x2, rule failures",
+            "alarms: iterator age x2, errors x4, throttles, failure queues x2, rule failures, "
+            "undelivered notifications",
             by_metric)
     r.check(all(a["AlarmActions"] == [topic] for a in alarms), "alarms notify the SNS topic")
     subs = aws.sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::emulator::{self, Emulator, Kind};
-use crate::steps::Outcome;
+use crate::steps::{Outcome, Steps};
 use crate::util::{self, note};
 use crate::venv::{self, Venv};
 
@@ -24,6 +24,37 @@ use crate::venv::{self, Venv};
 pub const SAM_VALIDATE_STEP: &str = "sam validate --lint";
 pub const CHECKOV_STEP: &str = "checkov infra/template.yaml";
 pub const MOTO_STEP: &str = "template on moto CloudFormation";
+
+const CFN_LINT_STEP: &str = "cfn-lint infra/template.yaml";
+
+/// `cargo xtask infra`: the template checks of `cargo xtask test` alone (cfn-lint too), for
+/// working on the template without the rest of the suite.
+pub fn run_all() -> Result<()> {
+    let names = [CFN_LINT_STEP, SAM_VALIDATE_STEP, CHECKOV_STEP, MOTO_STEP];
+    let mut steps = Steps::new("cargo xtask infra", &names);
+    let result = (|| {
+        let tools = venv::ensure_venv()?;
+        steps.run(CFN_LINT_STEP, || cfn_lint(&tools))?;
+        steps.run(SAM_VALIDATE_STEP, sam_validate)?;
+        steps.run(CHECKOV_STEP, checkov)?;
+        steps.run(MOTO_STEP, || moto_deploy(&tools))
+    })();
+    steps.summary();
+    result
+}
+
+/// `cfn-lint infra/template.yaml` from the tooling venv.
+fn cfn_lint(tools: &Venv) -> Result<Outcome> {
+    if let Some(skip) = missing_template() {
+        return Ok(skip);
+    }
+    util::run(
+        Command::new(tools.bin("cfn-lint"))
+            .arg(template())
+            .current_dir(util::repo_root()),
+    )?;
+    Ok(Outcome::Passed)
+}
 
 /// `<repo>/infra/template.yaml`.
 pub fn template() -> PathBuf {
@@ -72,7 +103,7 @@ pub fn checkov() -> Result<Outcome> {
             .current_dir(&root)
             .args(["--file", "infra/template.yaml"])
             .args(["--framework", "cloudformation", "--output", "json"])
-            .args(["--skip-download", "--soft-fail", "--quiet"])
+            .args(["--skip-download", "--soft-fail"])
             .env("BC_SKIP_MAPPING", "TRUE")
             .env("CHECKOV_RUN_SCA_PACKAGE_SCAN_V2", "false")
             .stdout(Stdio::piped()),

@@ -1,8 +1,8 @@
 //! The Lambda functions as Lambda runs them:
 //!
-//! - `cargo xtask package`: `sam build` (BuildMethod rust-cargolambda) for arm64 and x86_64,
-//!   each into `.aws-sam/build-<arch>/`, then checks that every `bootstrap` is an ELF binary
-//!   for its architecture. Functions of the template whose binary is not in the workspace yet
+//! - `cargo xtask package`: `sam build` (BuildMethod rust-cargolambda) for arm64 (into
+//!   `.aws-sam/build`, where `sam deploy` looks) and x86_64 (`.aws-sam/build-x86_64`), then
+//!   checks that every `bootstrap` is an ELF binary for its architecture. Functions of the template whose binary is not in the workspace yet
 //!   are reported and left out (`--require-all` makes that an error).
 //! - `cargo xtask invoke FUNCTION --event FILE`: `cargo lambda watch` serves the function
 //!   through the Lambda runtime API on 127.0.0.1, `cargo lambda invoke --data-file FILE` sends
@@ -51,6 +51,15 @@ impl Arch {
         match self {
             Arch::Arm64 => "aarch64-unknown-linux-gnu",
             Arch::X86_64 => "x86_64-unknown-linux-gnu",
+        }
+    }
+
+    /// Where `sam build` puts this architecture: the template's default (arm64) goes where a
+    /// plain `sam deploy` looks, `.aws-sam/build`; the other to `.aws-sam/build-x86_64`.
+    fn build_dir(self, root: &Path) -> PathBuf {
+        match self {
+            Arch::Arm64 => root.join(".aws-sam").join("build"),
+            Arch::X86_64 => root.join(".aws-sam").join("build-x86_64"),
         }
     }
 
@@ -234,7 +243,7 @@ pub fn package(args: &PackageArgs) -> Result<()> {
     let mut rows = Vec::new();
     for arch in &arches {
         ensure_rust_target(arch.rust_target())?;
-        let build_dir = root.join(".aws-sam").join(format!("build-{}", arch.name()));
+        let build_dir = arch.build_dir(&root);
         // With every function present, one `sam build` builds them all (in parallel, as
         // samconfig.toml says). Otherwise SAM would fail on the missing binaries, so each
         // present function is built on its own, into its own directory.
@@ -290,12 +299,16 @@ pub fn package(args: &PackageArgs) -> Result<()> {
         util::table(&["function", "binary", "arch", ">MiB", "bootstrap"], &rows)
     );
     if missing.is_empty() {
-        println!(
-            "all {} functions built; deploy with: sam deploy --guided --template-file \
-             .aws-sam/build-{}/template.yaml",
-            present.len(),
-            arches[0].name()
-        );
+        println!("all {} functions built; deploy with", present.len());
+        for arch in &arches {
+            match arch {
+                Arch::Arm64 => println!("  arm64:  sam deploy --guided"),
+                Arch::X86_64 => println!(
+                    "  x86_64: sam deploy --guided --template-file .aws-sam/build-x86_64/template.yaml \\\n          \
+                     --config-file \"$PWD/samconfig.toml\" --parameter-overrides Architecture=x86_64"
+                ),
+            }
+        }
     } else {
         println!(
             "built {} of {} functions; not in the workspace yet: {}",

@@ -7,6 +7,8 @@
 //! - `cargo xtask demo`: runs `sluice demo` on the embedded default and queries the result.
 //! - `cargo xtask bench`: sluice ingest against DuckDB single-threaded, and peak RSS.
 //! - `cargo xtask emulator up|down|status`: a moto (or LocalStack) server on a free port.
+//! - `cargo xtask infra`: the template checks of `test` alone (cfn-lint, sam validate, checkov,
+//!   moto CloudFormation).
 //! - `cargo xtask package`: `sam build` of the Lambda functions for arm64 and x86_64.
 //! - `cargo xtask invoke FUNCTION --event FILE`: one invocation through the Lambda runtime API.
 //! - `cargo xtask venv`: creates/updates the Python tooling venv and prints its python.
@@ -68,6 +70,9 @@ enum Cmd {
         #[command(subcommand)]
         action: EmulatorAction,
     },
+    /// Only the checks of infra/template.yaml: cfn-lint, sam validate --lint, checkov, and a
+    /// deployment of the translated template to moto CloudFormation.
+    Infra,
     /// `sam build` every function of infra/template.yaml for arm64 and x86_64 (cargo-lambda).
     Package(lambda::PackageArgs),
     /// Invoke a function through the Lambda runtime API (`cargo lambda watch` + `invoke`).
@@ -111,6 +116,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
             EmulatorAction::Down => emulator::down(),
             EmulatorAction::Status => emulator::status(),
         },
+        Cmd::Infra => infra::run_all().map(|()| ExitCode::SUCCESS),
         Cmd::Package(args) => lambda::package(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Invoke(args) => lambda::invoke(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Venv => {

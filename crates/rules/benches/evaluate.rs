@@ -27,22 +27,20 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nix::sys::resource::{UsageWho, getrusage};
+use nix::time::{ClockId, clock_gettime};
 use sluice_rules::{Policy, phases, sample_window};
 use support::{example_manifest, host, rule, wasm, wasm_built};
 
-/// CPU time (user + system) of the calling thread.
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds).
 struct ThreadCpuTime;
 
 static WALL_TIME: WallTime = WallTime;
 
 impl ThreadCpuTime {
     fn now_ns() -> u64 {
-        let usage = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage(RUSAGE_THREAD)");
-        let ns = |t: nix::sys::time::TimeVal| {
-            t.tv_sec() as u64 * 1_000_000_000 + t.tv_usec() as u64 * 1_000
-        };
-        ns(usage.user_time()) + ns(usage.system_time())
+        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+            .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
     }
 }
 

@@ -42,6 +42,7 @@
 //! (from stderr) is shown to the rule's author; the previous state is kept.
 
 mod alert;
+pub mod fmt;
 #[cfg(not(target_arch = "wasm32"))]
 mod harness;
 #[cfg(not(target_arch = "wasm32"))]

@@ -242,7 +242,7 @@ fn score(
 
 export_rule!(Anomaly);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use sluice_rule_sdk::Harness;

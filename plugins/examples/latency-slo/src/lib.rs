@@ -326,7 +326,7 @@ fn judge(p: &Params, name: &str, series: &Series, now: i64) -> Option<Alert> {
 
 export_rule!(LatencySlo);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use sluice_rule_sdk::Harness;

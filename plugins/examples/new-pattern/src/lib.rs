@@ -204,7 +204,7 @@ fn forget(p: &Params, state: &mut State, now: i64) {
 
 export_rule!(NewPattern);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use sluice_rule_sdk::Harness;

@@ -5,7 +5,7 @@
 //! Stateless: each window is judged on its own (the host's `for` setting adds persistence).
 
 use serde::Deserialize;
-use sluice_rule_sdk::{Alert, Quantile, Rule, ServiceStats, Severity, Window, export_rule};
+use sluice_rule_sdk::{Alert, Quantile, Rule, ServiceStats, Severity, Window, export_rule, fmt};
 
 /// The rule.
 #[derive(Debug)]
@@ -93,9 +93,9 @@ impl Metric {
     /// The value for humans.
     fn format(self, v: f64) -> String {
         match self {
-            Metric::ErrorRate | Metric::Rate5xx | Metric::Rate4xx => format!("{:.2}%", v * 100.0),
-            Metric::Errors | Metric::Status5xx | Metric::Status4xx => format!("{v:.0}"),
-            _ => format!("{v:.1} ms"),
+            Metric::ErrorRate | Metric::Rate5xx | Metric::Rate4xx => fmt::percent(v),
+            Metric::Errors | Metric::Status5xx | Metric::Status4xx => fmt::fixed(v, 0),
+            _ => fmt::millis(v),
         }
     }
 
@@ -255,7 +255,7 @@ fn judge_service(p: &Params, s: &ServiceStats) -> Option<Alert> {
 
 export_rule!(Threshold);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use sluice_rule_sdk::Harness;

@@ -161,7 +161,7 @@ fn unreachable_instruction() -> ! {
 
 export_rule!(Misbehave);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use sluice_rule_sdk::Harness;
