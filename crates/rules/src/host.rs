@@ -24,8 +24,9 @@ type EvaluateResults = (Result<Evaluation, GuestError>,);
 
 /// The rules host. Build one per process and share it (`Arc<Host>`); it is `Send + Sync`.
 ///
-/// Evaluation is synchronous and CPU-bound: from async code, call it on a blocking thread
-/// (`tokio::task::spawn_blocking`), whose stack must exceed
+/// Evaluation is synchronous and CPU-bound. Called from async code, [`Host::evaluate`] runs
+/// the rule on a thread of its own (wasmtime-wasi's synchronous WASI bindings cannot run on a
+/// tokio runtime thread); elsewhere it runs on the caller's thread, whose stack must exceed
 /// [`EngineConfig::max_stack_bytes`].
 pub struct Host {
     engine: Engine,
@@ -245,7 +246,43 @@ impl Host {
     /// Evaluates a rule on a window in a fresh sandbox under `policy`. `state` is what the
     /// rule returned last time ([`Outcome::state`]); on any error the caller keeps the old
     /// state.
+    ///
+    /// Safe to call from async code: on a thread that is inside a tokio runtime, the
+    /// evaluation runs on a short-lived thread of its own (see [`Host::evaluate_here`]).
     pub fn evaluate(
+        &self,
+        rule: &LoadedRule,
+        window: &Window,
+        params: &Params,
+        state: Option<&[u8]>,
+        policy: &Policy,
+    ) -> Result<Outcome, RuleError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.evaluate_here(rule, window, params, state, policy);
+        }
+        // wasmtime-wasi's synchronous bindings run every WASI call (a rule printing to stdout,
+        // or panicking, which prints to stderr) through `block_on` of the current tokio
+        // runtime, which panics on a runtime thread. A thread of our own has no runtime.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("sluice-rule".into())
+                .stack_size(
+                    self.config
+                        .max_stack_bytes
+                        .saturating_add(EVALUATION_THREAD_STACK),
+                )
+                .spawn_scoped(scope, || {
+                    self.evaluate_here(rule, window, params, state, policy)
+                })
+                .map_err(|e| RuleError::Instantiate(format!("no thread to evaluate on: {e}")))?
+                .join()
+                .map_err(|_| RuleError::Instantiate("the evaluation thread panicked".into()))?
+        })
+    }
+
+    /// [`Host::evaluate`] on the calling thread, which must not be inside a tokio runtime if
+    /// the rule may print (wasmtime-wasi would panic). The benchmarks call this.
+    pub fn evaluate_here(
         &self,
         rule: &LoadedRule,
         window: &Window,
@@ -291,6 +328,9 @@ impl Host {
         })
     }
 }
+
+/// Host stack of an evaluation thread, on top of the guest's `max_stack_bytes`.
+const EVALUATION_THREAD_STACK: usize = 2 << 20;
 
 /// Single phases, for the benchmarks.
 pub mod phases {
