@@ -8,6 +8,11 @@
 //! parallel and against a long-lived emulator without seeing each other's objects.
 //!
 //! Python (for pyarrow and DuckDB) is `$SLUICE_PYTHON`, else `python3`.
+//!
+//! [`fault_proxy`] puts a fault-injecting HTTP proxy between sluice and the emulator (S3
+//! SlowDown, dropped connections, Kinesis throttling and partial `PutRecords` failures).
+
+pub mod fault_proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

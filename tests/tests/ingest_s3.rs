@@ -464,6 +464,11 @@ async fn s3_store_round_trips_lists_past_one_page_and_deletes() -> TestResult {
         .send()
         .await?;
     assert_eq!(head.content_type(), Some("text/plain"));
+    let tag = store
+        .head("one/a.txt")
+        .await?
+        .expect("a tag for a stored object");
+    assert_eq!(store.head("one/a.txt").await?.as_ref(), Some(&tag));
     store
         .put("one/a.txt", Bytes::from_static(b"replaced"), "text/plain")
         .await?;
@@ -471,6 +476,12 @@ async fn s3_store_round_trips_lists_past_one_page_and_deletes() -> TestResult {
         store.get("one/a.txt").await?.as_deref(),
         Some(&b"replaced"[..])
     );
+    assert_ne!(
+        store.head("one/a.txt").await?,
+        Some(tag),
+        "a rewrite changes the tag"
+    );
+    assert_eq!(store.head("nothing/here").await?, None);
     assert_eq!(store.list("one/").await?, vec!["one/a.txt".to_owned()]);
     store.delete("one/a.txt").await?;
     store.delete("one/a.txt").await?;

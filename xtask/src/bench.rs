@@ -6,6 +6,14 @@
 //! from `sluice ingest --json` are used when present (they exclude process start-up); else the
 //! process's rusage. The baselines time only the conversion inside Python.
 //! Peak RSS is measured as described in [`crate::measure`].
+//!
+//! "agent → emulator": `sluice agent --json` sends a generated file to a fresh Kinesis stream on
+//! a moto server started for the run, once with plain records and once with KPL aggregation;
+//! records/s and MiB/s are the agent's own (first line read to last record acknowledged). One
+//! call in flight (`--concurrency 1`): moto loses records written to a shard concurrently, and
+//! a benchmark that loses records measures nothing. Those rates are moto's speed more than the
+//! agent's (against Kinesis the network and the shard limits bound them instead), so the
+//! agent's CPU time is measured too ([`crate::measure`]): records per CPU second is its cost.
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +22,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::emulator::{self, Emulator, Kind};
 use crate::measure::{self, Usage};
 use crate::util::{self, note};
 use crate::venv;
@@ -40,6 +49,12 @@ pub struct BenchArgs {
     /// Skip the Python baselines (DuckDB, pyarrow).
     #[arg(long)]
     pub no_baselines: bool,
+    /// Records sent by `sluice agent` to the emulator (plain, then with KPL aggregation).
+    #[arg(long, default_value_t = 50_000)]
+    pub agent_records: u64,
+    /// Skip the agent → emulator benchmark (it starts a moto server).
+    #[arg(long)]
+    pub no_agent: bool,
     /// Run the criterion benchmarks instead (`cargo bench -p sluice-core`).
     #[arg(long)]
     pub criterion: bool,
@@ -121,16 +136,181 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ]),
     )?;
 
+    let agent = if args.no_agent {
+        Vec::new()
+    } else {
+        let file = tmp.join("agent.ndjson");
+        generate(&sluice, args.agent_records, &file)?;
+        agent_runs(&sluice, &file)?
+    };
+
     let duckdb = results
         .iter()
         .find(|r| r.tool.starts_with("DuckDB") && r.error.is_none())
         .map(Measurement::per_core);
     if args.json {
-        print_json(args, input_bytes, &results, duckdb, batch_bytes, &usage);
+        print_json(
+            args,
+            input_bytes,
+            &results,
+            duckdb,
+            batch_bytes,
+            &usage,
+            &agent,
+        );
     } else {
         print_table(args, input_bytes, &results, duckdb, batch_bytes, &usage);
+        print_agent_table(&agent);
     }
     Ok(())
+}
+
+/// One `sluice agent` run into the emulator.
+#[derive(Debug)]
+struct AgentRun {
+    mode: &'static str,
+    /// The agent's `--json` report.
+    report: Value,
+    /// The agent process's CPU time and peak RSS.
+    usage: Usage,
+}
+
+impl AgentRun {
+    fn number(&self, key: &str) -> f64 {
+        self.report[key].as_f64().unwrap_or(0.0)
+    }
+
+    /// Records per CPU second of the agent itself: its cost, whatever the emulator's speed.
+    fn per_cpu_second(&self) -> f64 {
+        if self.usage.cpu_s > 0.0 {
+            self.number("records_sent") / self.usage.cpu_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Shards of each benchmark stream: moto's cost per record grows with the records already in
+/// the shard, so more shards keep it from dominating.
+const AGENT_SHARDS: &str = "8";
+
+/// Starts moto, creates a stream per mode, and sends `file` with `sluice agent`, plain and
+/// with `--kpl`, measuring the agent process.
+fn agent_runs(sluice: &Path, file: &Path) -> Result<Vec<AgentRun>> {
+    let emulator = Emulator::start(Kind::Moto, false)?;
+    let venv = venv::ensure_venv()?;
+    let mut runs = Vec::new();
+    for (mode, extra) in [("plain", None), ("KPL", Some("--kpl"))] {
+        let stream = format!("sluice-bench-agent-{}", mode.to_ascii_lowercase());
+        util::run(
+            Command::new(venv.python())
+                .args([
+                    "-c",
+                    CREATE_STREAM,
+                    &emulator.endpoint,
+                    &stream,
+                    AGENT_SHARDS,
+                ])
+                .stdout(Stdio::null()),
+        )
+        .with_context(|| format!("creating the stream {stream} on moto"))?;
+        // `env` sets the emulator's credentials and execs the agent, so the measured process
+        // is the agent itself.
+        let mut args: Vec<String> = emulator::sdk_env(&emulator.endpoint)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        args.push(sluice.display().to_string());
+        args.extend(strings(&[
+            "agent",
+            "--stream",
+            &stream,
+            "--no-follow",
+            "--quiet",
+            "--json",
+            "--concurrency",
+            "1",
+        ]));
+        args.extend(extra.map(ToString::to_string));
+        args.push(file.display().to_string());
+        let (stdout, usage) = measure::run_measured(Path::new("env"), &args)?;
+        let report = util::last_json_object(&stdout).context("reading `sluice agent --json`")?;
+        note(format!(
+            "agent ({mode}): {} records in {:.2}s, {:.2} CPU s",
+            report["records_sent"],
+            report["elapsed_s"].as_f64().unwrap_or(0.0),
+            usage.cpu_s
+        ));
+        runs.push(AgentRun {
+            mode,
+            report,
+            usage,
+        });
+    }
+    drop(emulator);
+    Ok(runs)
+}
+
+/// `python -c CREATE_STREAM ENDPOINT NAME SHARDS`: a stream on the emulator, waited for.
+const CREATE_STREAM: &str = r#"
+import sys, time
+import boto3
+endpoint, name, shards = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+kinesis.create_stream(StreamName=name, ShardCount=shards)
+for _ in range(100):
+    if kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+        break
+    time.sleep(0.1)
+"#;
+
+fn print_agent_table(runs: &[AgentRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                format!("sluice agent ({})", r.mode),
+                format!("{:.0}", r.number("records_sent")),
+                format!("{:.0}", r.number("kinesis_records")),
+                format!("{:.0}", r.number("put_records_calls")),
+                format!("{:.2}", r.number("elapsed_s")),
+                format!("{:.0}", r.number("records_per_sec")),
+                format!("{:.2}", r.number("mib_per_sec")),
+                format!("{:.2}", r.usage.cpu_s),
+                format!("{:.0}", r.per_cpu_second()),
+                format!("{:.1} MiB", mib(r.usage.max_rss_bytes)),
+                format!("{:.0}", r.number("failed") + r.number("oversize")),
+            ]
+        })
+        .collect();
+    println!();
+    println!(
+        "agent -> emulator (moto, {AGENT_SHARDS} shards, one PutRecords call in flight; \
+         records/s and MiB/s are bound by moto, records/CPU s is the agent's own cost)"
+    );
+    print!(
+        "{}",
+        util::table(
+            &[
+                "mode",
+                ">records",
+                ">kinesis records",
+                ">calls",
+                ">seconds",
+                ">records/s",
+                ">MiB/s",
+                ">agent cpu s",
+                ">records/cpu s",
+                ">peak RSS",
+                ">not delivered",
+            ],
+            &rows
+        )
+    );
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -327,6 +507,7 @@ fn print_json(
     duckdb: Option<f64>,
     batch_bytes: u64,
     usage: &Usage,
+    agent: &[AgentRun],
 ) {
     let tools: Vec<Value> = results
         .iter()
@@ -357,6 +538,18 @@ fn print_json(
             "wall_s": usage.wall_s,
             "cpu_s": usage.cpu_s,
         },
+        "agent": agent
+            .iter()
+            .map(|r| {
+                json!({
+                    "mode": r.mode,
+                    "report": r.report,
+                    "cpu_s": r.usage.cpu_s,
+                    "records_per_cpu_second": r.per_cpu_second(),
+                    "peak_rss_bytes": r.usage.max_rss_bytes,
+                })
+            })
+            .collect::<Vec<Value>>(),
         "targets": {
             "ingest_records_per_sec_per_core": INGEST_TARGET_PER_CORE,
             "batch_peak_rss_bytes": RSS_TARGET_BYTES,

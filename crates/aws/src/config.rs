@@ -133,6 +133,12 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
+/// A Kinesis client for `config` (the endpoint override, region, retries and credentials all
+/// come from `config`). Build it once and clone it: clones share the connection pool.
+pub fn kinesis_client(config: &SdkConfig) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::new(config)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! - [`config`]: one [`aws_config::SdkConfig`] per process, with an optional endpoint override
 //!   (`SLUICE_ENDPOINT_URL`, `AWS_ENDPOINT_URL` or an explicit URL) for moto, LocalStack or any
 //!   S3-compatible store; S3 switches to path-style addressing whenever an override is present;
+//!   [`kinesis_client`] builds the Kinesis client from the same configuration;
 //! - [`s3_store`]: [`S3BlobStore`], the S3 implementation of [`sluice_core::BlobStore`]
 //!   (single `PutObject` for small objects, multipart upload above a threshold);
 //! - [`kinesis`]: Lambda's Kinesis event ([`aws_lambda_events::kinesis::KinesisEvent`]) to
@@ -22,6 +23,6 @@ pub mod kinesis;
 pub mod lambda;
 pub mod s3_store;
 
-pub use config::{AwsSettings, load_sdk_config, s3_client};
+pub use config::{AwsSettings, kinesis_client, load_sdk_config, s3_client};
 pub use error::AwsError;
 pub use s3_store::S3BlobStore;

@@ -340,6 +340,22 @@ impl BlobStore for S3BlobStore {
         Ok(())
     }
 
+    /// HeadObject's ETag.
+    async fn head(&self, key: &str) -> Result<Option<ETag>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(backend_error("head", key, &err)),
+        }
+    }
+
     async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {
         let output = match self
             .client

@@ -1,8 +1,12 @@
 //! `sluice`: the command line of the sluice log pipeline.
 //!
+//! - `sluice agent`: follow log files (or stdin) and ship every line to a Kinesis stream
+//!   (the library part, [`sluice_cli::agent`]).
 //! - `sluice demo`: the whole pipeline on the embedded default, on synthetic traffic with an
 //!   incident in it.
 //! - `sluice ingest`: the ingest core over a file or stdin, into a local directory.
+//! - `sluice local up|run`: the pipeline on one machine against any Kinesis/S3/SQS endpoint,
+//!   with an event-source-mapping runner that has Lambda's semantics (`sluice-local`).
 //! - `sluice gen`: synthetic NDJSON log traffic, for benchmarks and experiments.
 //! - `sluice rules`: scaffold, build, check, test and upload tenant alert rules.
 //! - `sluice alerts redrive`: re-send notifications that could not be delivered.
@@ -13,6 +17,7 @@ mod cmd_backtest;
 mod cmd_demo;
 mod cmd_gen;
 mod cmd_ingest;
+mod cmd_local;
 mod cmd_rules;
 mod demo_rules;
 mod report;
@@ -37,10 +42,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Follow log files (tail -F) or stdin and ship each line to a Kinesis stream.
+    #[command(after_help = sluice_cli::agent::cli::AFTER_HELP)]
+    Agent(sluice_cli::agent::cli::AgentArgs),
     /// Run the whole pipeline on the embedded default (no AWS) over synthetic traffic with an incident.
     Demo(cmd_demo::DemoArgs),
     /// Ingest a file (or stdin) of records, one per line, into Parquet under a local directory.
     Ingest(cmd_ingest::IngestArgs),
+    /// The pipeline on one machine against any endpoint: `local up`, then `local run`.
+    #[command(long_about = cmd_local::LOCAL_ABOUT)]
+    Local(cmd_local::LocalArgs),
     /// Generate synthetic NDJSON log records (about 400 bytes each).
     Gen(cmd_gen::GenArgs),
     /// Tenant alert rules (WebAssembly components): new, build, check, test, upload.
@@ -61,8 +72,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Agent(args) => sluice_cli::agent::cli::run(args),
         Command::Demo(args) => cmd_demo::run(args),
         Command::Ingest(args) => cmd_ingest::run(args),
+        Command::Local(args) => cmd_local::run(args),
         Command::Gen(args) => cmd_gen::run(args),
         Command::Rules(args) => cmd_rules::run(args),
         Command::Alerts(args) => cmd_alerts::run(args),

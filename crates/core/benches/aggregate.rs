@@ -1,6 +1,10 @@
-//! Aggregation throughput: decoded events into per (tenant, window) partials, log-pattern mining
+//! Aggregation throughput (CPU time of the benchmark thread): decoded events into per (tenant, window) partials, log-pattern mining
 //! included; and merging partials. `cargo bench -p sluice-core --bench aggregate`.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::aggregate::aggregate_records;
 use sluice_core::level::Level;
@@ -73,7 +77,7 @@ fn events(n: usize) -> (Vec<Event>, Vec<StreamRecord>) {
     (out, records)
 }
 
-fn aggregate(c: &mut Criterion) {
+fn aggregate(c: &mut Criterion<ThreadCpuTime>) {
     let (events, records) = events(100_000);
     let mut group = c.benchmark_group("aggregate");
     group.sample_size(10);
@@ -106,5 +110,9 @@ fn aggregate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, aggregate);
+criterion_group!(
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = aggregate
+);
 criterion_main!(benches);

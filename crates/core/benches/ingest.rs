@@ -1,6 +1,10 @@
-//! Ingest throughput: decode + normalise + Parquet (zstd) over generated ~400-byte records.
+//! Ingest throughput (CPU time of the benchmark thread): decode + normalise + Parquet (zstd) over generated ~400-byte records.
 //! `cargo bench -p sluice-core --bench ingest`; `cargo xtask bench` prints the comparison with DuckDB.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::decode::{Decoder, EventDefaults, EventSink};
 use sluice_core::normalize::Fields;
@@ -30,7 +34,7 @@ fn records(n: usize) -> Vec<StreamRecord> {
         .collect()
 }
 
-fn ingest(c: &mut Criterion) {
+fn ingest(c: &mut Criterion<ThreadCpuTime>) {
     let pipeline = IngestPipeline::default();
     let mut group = c.benchmark_group("ingest");
     group.sample_size(10);
@@ -62,7 +66,7 @@ impl EventSink for CountingSink {
     fn reject(&mut self, _: Option<u32>, _: RejectReason, _: &[u8]) {}
 }
 
-fn decode_only(c: &mut Criterion) {
+fn decode_only(c: &mut Criterion<ThreadCpuTime>) {
     let batch = records(10_000);
     let mut group = c.benchmark_group("decode");
     group.sample_size(20);
@@ -80,5 +84,9 @@ fn decode_only(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ingest, decode_only);
+criterion_group!(
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = ingest, decode_only
+);
 criterion_main!(benches);

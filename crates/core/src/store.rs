@@ -73,6 +73,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         }))
     }
 
+    /// A tag that changes whenever the object under `key` does, without reading its body
+    /// (`None` when there is none): for caches of large objects. Comparable only with tags
+    /// from this method on the same store. The default reads the object and hashes it.
+    async fn head(&self, key: &str) -> Result<Option<ETag>, StoreError> {
+        Ok(self.get_versioned(key).await?.map(|(_, tag)| tag))
+    }
+
     /// Writes only if `precondition` holds, else fails with [`StoreError::PreconditionFailed`].
     /// The default checks, then writes (not atomic): stores override it with a native version.
     async fn put_if(
@@ -166,6 +173,24 @@ impl BlobStore for LocalDirStore {
         let path = self.path_for(key)?;
         match tokio::fs::read(&path).await {
             Ok(body) => Ok(Some(Bytes::from(body))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Size, modification time and inode: every write replaces the file by a rename, so
+    /// any change gives another tag.
+    async fn head(&self, key: &str) -> Result<Option<ETag>, StoreError> {
+        use std::os::unix::fs::MetadataExt as _;
+        let path = self.path_for(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(format!(
+                "{}-{}.{}-{}",
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ino()
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -329,6 +354,29 @@ mod tests {
             .await;
         assert!(matches!(stale, Err(StoreError::PreconditionFailed { .. })));
         assert_eq!(store.get("state.json").await?.as_deref(), Some(&b"v2"[..]));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn head_tag_changes_when_an_object_is_rewritten() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io_err(Path::new("tmp")))?;
+        let store = LocalDirStore::new(dir.path());
+        assert_eq!(store.head("rules/a.cwasm").await?, None);
+        store
+            .put("rules/a.cwasm", Bytes::from_static(b"v1"), "x")
+            .await?;
+        let first = store.head("rules/a.cwasm").await?;
+        assert!(first.is_some());
+        assert_eq!(
+            store.head("rules/a.cwasm").await?,
+            first,
+            "stable while unchanged"
+        );
+        // Same size, same content even: a rewrite is still a new version.
+        store
+            .put("rules/a.cwasm", Bytes::from_static(b"v1"), "x")
+            .await?;
+        assert_ne!(store.head("rules/a.cwasm").await?, first);
         Ok(())
     }
 

@@ -19,60 +19,19 @@
 //!   the fixed cost of an evaluation.
 //! - `evaluate/instantiate_only`: a fresh store and instance, without the call.
 
+#[path = "../../core/benches/support/cpu_time.rs"]
+mod cpu_time;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use cpu_time::ThreadCpuTime;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nix::time::{ClockId, clock_gettime};
 use sluice_rules::{Policy, phases, sample_window};
 use support::{example_manifest, host, rule, wasm, wasm_built};
-
-/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds).
-struct ThreadCpuTime;
-
-static WALL_TIME: WallTime = WallTime;
-
-impl ThreadCpuTime {
-    fn now_ns() -> u64 {
-        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
-            .expect("clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    }
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        Self::now_ns()
-    }
-
-    fn end(&self, started: u64) -> u64 {
-        Self::now_ns().saturating_sub(started)
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Nanoseconds, like wall time.
-        WALL_TIME.formatter()
-    }
-}
 
 fn evaluate(c: &mut Criterion<ThreadCpuTime>) {
     let host = host();

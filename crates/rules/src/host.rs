@@ -24,10 +24,10 @@ type EvaluateResults = (Result<Evaluation, GuestError>,);
 
 /// The rules host. Build one per process and share it (`Arc<Host>`); it is `Send + Sync`.
 ///
-/// Evaluation is synchronous and CPU-bound. Called from async code, [`Host::evaluate`] runs
-/// the rule on a thread of its own (wasmtime-wasi's synchronous WASI bindings cannot run on a
-/// tokio runtime thread); elsewhere it runs on the caller's thread, whose stack must exceed
-/// [`EngineConfig::max_stack_bytes`].
+/// Evaluation is synchronous and CPU-bound. Called from async code, [`Host::evaluate`] takes
+/// the rule off the runtime (wasmtime-wasi's synchronous WASI bindings cannot run on a tokio
+/// runtime thread); the thread it runs on, the caller's included, needs a stack larger than
+/// [`EngineConfig::max_stack_bytes`] (Rust's and tokio's default 2 MiB is).
 pub struct Host {
     engine: Engine,
     linker: Linker<Sandbox>,
@@ -247,8 +247,9 @@ impl Host {
     /// rule returned last time ([`Outcome::state`]); on any error the caller keeps the old
     /// state.
     ///
-    /// Safe to call from async code: on a thread that is inside a tokio runtime, the
-    /// evaluation runs on a short-lived thread of its own (see [`Host::evaluate_here`]).
+    /// Safe to call from async code: inside a multi-thread tokio runtime it runs in
+    /// `block_in_place`; inside a current-thread runtime, on a short-lived thread of its own
+    /// (see [`Host::evaluate_here`]).
     pub fn evaluate(
         &self,
         rule: &LoadedRule,
@@ -257,12 +258,20 @@ impl Host {
         state: Option<&[u8]>,
         policy: &Policy,
     ) -> Result<Outcome, RuleError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.evaluate_here(rule, window, params, state, policy);
-        }
         // wasmtime-wasi's synchronous bindings run every WASI call (a rule printing to stdout,
         // or panicking, which prints to stderr) through `block_on` of the current tokio
-        // runtime, which panics on a runtime thread. A thread of our own has no runtime.
+        // runtime, which panics on a runtime thread. On a multi-thread runtime,
+        // `block_in_place` makes this worker a blocking thread for the call; elsewhere (a
+        // current-thread runtime) the rule runs on a thread of its own, which has no runtime.
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => return self.evaluate_here(rule, window, params, state, policy),
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                return tokio::task::block_in_place(|| {
+                    self.evaluate_here(rule, window, params, state, policy)
+                });
+            }
+            Ok(_) => {}
+        }
         std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("sluice-rule".into())

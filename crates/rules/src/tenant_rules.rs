@@ -219,8 +219,8 @@ pub fn to_contract_window(w: &WindowSummary) -> Window {
     }
 }
 
-/// A loaded rule, the artifact bytes it came from, and its policy.
-type CachedRule = (Bytes, Arc<LoadedRule>, Policy);
+/// A loaded rule, the tag of the artifact it came from ([`BlobStore::head`]), and its policy.
+type CachedRule = (sluice_core::store::ETag, Arc<LoadedRule>, Policy);
 
 /// Runs a tenant's accepted rules out of a rules store, caching loaded artifacts.
 #[derive(Debug)]
@@ -244,18 +244,26 @@ impl<'a> StoreRuleRunner<'a> {
     async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Policy), String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
         let key = id.compiled_key(self.host.fingerprint());
+        let gone = || format!("{key} is gone (rule rejected or removed)");
+        // Artifacts are megabytes: only their tag is read while the cached one is current.
+        let tag = self
+            .store
+            .head(&key)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(gone)?;
+        if let Ok(cache) = self.loaded.lock()
+            && let Some((cached, rule, policy)) = cache.get(&key)
+            && *cached == tag
+        {
+            return Ok((rule.clone(), *policy));
+        }
         let bytes = self
             .store
             .get(&key)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{key} is gone (rule rejected or removed)"))?;
-        if let Ok(cache) = self.loaded.lock()
-            && let Some((cached, rule, policy)) = cache.get(&key)
-            && *cached == bytes
-        {
-            return Ok((rule.clone(), *policy));
-        }
+            .ok_or_else(gone)?;
         let manifest = match self
             .store
             .get(&id.manifest_key())
@@ -276,7 +284,7 @@ impl<'a> StoreRuleRunner<'a> {
                 .map_err(|e| e.to_string())?,
         );
         if let Ok(mut cache) = self.loaded.lock() {
-            cache.insert(key, (bytes, loaded.clone(), policy));
+            cache.insert(key, (tag, loaded.clone(), policy));
         }
         Ok((loaded, policy))
     }

@@ -157,20 +157,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Builds an aggregate (used by the agent's optional aggregation, and by tests).
+/// Builds an aggregate of records that may have different partition keys (for tests and
+/// tools; the agent uses [`AggregateBuilder`], one key per aggregate).
 pub fn encode(records: &[(&str, &[u8])]) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-    fn bytes_field(out: &mut Vec<u8>, field: u64, data: &[u8]) {
-        varint(out, (field << 3) | 2);
-        varint(out, data.len() as u64);
-        out.extend_from_slice(data);
-    }
     let mut keys: Vec<&str> = Vec::new();
     let mut body = Vec::new();
     let mut record_bodies = Vec::new();
@@ -183,20 +172,173 @@ pub fn encode(records: &[(&str, &[u8])]) -> Vec<u8> {
             }
         };
         let mut rec = Vec::with_capacity(data.len() + 8);
-        varint(&mut rec, 1 << 3);
-        varint(&mut rec, index as u64);
-        bytes_field(&mut rec, 3, data);
+        put_varint(&mut rec, 1 << 3);
+        put_varint(&mut rec, index as u64);
+        put_bytes_field(&mut rec, 3, data);
         record_bodies.push(rec);
     }
     for key in &keys {
-        bytes_field(&mut body, 1, key.as_bytes());
+        put_bytes_field(&mut body, 1, key.as_bytes());
     }
     for rec in &record_bodies {
-        bytes_field(&mut body, 3, rec);
+        put_bytes_field(&mut body, 3, rec);
     }
-    let mut out = MAGIC.to_vec();
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&Md5::digest(&body));
+    frame(&body)
+}
+
+/// Bytes an aggregate adds around its protobuf body: the magic and the MD5 trailer.
+pub const FRAME_BYTES: usize = MAGIC.len() + 16;
+
+/// Builds one aggregate of user records that share one partition key, knowing its exact
+/// encoded size at every step, so that a producer keeps it under a limit (Kinesis allows 1 MiB
+/// of data plus partition key per record). This is how the KPL aggregates: the Kinesis record
+/// carries the same partition key as every user record in it, so it lands on the same shard.
+///
+/// ```
+/// use sluice_core::decode::kpl::{AggregateBuilder, decode};
+/// let mut agg = AggregateBuilder::new("acme/api");
+/// for line in [&b"{\"msg\":\"a\"}"[..], b"{\"msg\":\"b\"}"] {
+///     if agg.len_with(line.len()) <= 51_200 {
+///         agg.push(line);
+///     }
+/// }
+/// let len = agg.len();
+/// let bytes = agg.finish();
+/// assert_eq!(bytes.len(), len);
+/// assert_eq!(decode(&bytes).map(|r| r.len()), Ok(2));
+/// ```
+#[derive(Debug, Clone)]
+pub struct AggregateBuilder {
+    partition_key: String,
+    body: Vec<u8>,
+    records: usize,
+}
+
+impl AggregateBuilder {
+    /// An empty aggregate for `partition_key`.
+    pub fn new(partition_key: impl Into<String>) -> Self {
+        let partition_key = partition_key.into();
+        let mut body = Vec::with_capacity(partition_key.len() + 64);
+        put_bytes_field(&mut body, 1, partition_key.as_bytes());
+        Self {
+            partition_key,
+            body,
+            records: 0,
+        }
+    }
+
+    /// The partition key every record in the aggregate shares.
+    pub fn partition_key(&self) -> &str {
+        &self.partition_key
+    }
+
+    /// User records added so far.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// True when no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The encoded size of the aggregate as it stands (magic, body, MD5), in bytes.
+    pub fn len(&self) -> usize {
+        FRAME_BYTES + self.body.len()
+    }
+
+    /// The encoded size the aggregate would have with one more record of `data_len` bytes.
+    pub fn len_with(&self, data_len: usize) -> usize {
+        self.len() + record_field_len(data_len)
+    }
+
+    /// Adds one user record.
+    pub fn push(&mut self, data: &[u8]) {
+        let inner = record_inner_len(data.len());
+        put_varint(&mut self.body, (3 << 3) | 2);
+        put_varint(&mut self.body, inner as u64);
+        // Record { partition_key_index = 0; data }
+        put_varint(&mut self.body, 1 << 3);
+        put_varint(&mut self.body, 0);
+        put_bytes_field(&mut self.body, 3, data);
+        self.records += 1;
+    }
+
+    /// The finished aggregate: magic, protobuf body, MD5 of the body.
+    pub fn finish(self) -> Vec<u8> {
+        frame(&self.body)
+    }
+}
+
+/// Groups `records` by partition key into aggregates of at most `max_bytes` each (encoded
+/// size), keeping the order of records within a key. Returns `(partition key, aggregate,
+/// user records in it)`, keys in order of first appearance. A record too large to fit in an
+/// aggregate of `max_bytes` on its own still gets an aggregate of its own (larger than
+/// `max_bytes`): check sizes first when that matters.
+pub fn aggregate(records: &[(&str, &[u8])], max_bytes: usize) -> Vec<(String, Vec<u8>, usize)> {
+    let mut open: Vec<AggregateBuilder> = Vec::new();
+    let mut out = Vec::new();
+    for (key, data) in records {
+        let slot = match open.iter().position(|a| a.partition_key() == *key) {
+            Some(i) => i,
+            None => {
+                open.push(AggregateBuilder::new(*key));
+                open.len() - 1
+            }
+        };
+        if !open[slot].is_empty() && open[slot].len_with(data.len()) > max_bytes {
+            let full = std::mem::replace(&mut open[slot], AggregateBuilder::new(*key));
+            let n = full.records();
+            out.push((key.to_string(), full.finish(), n));
+        }
+        open[slot].push(data);
+    }
+    for agg in open {
+        let n = agg.records();
+        out.push((agg.partition_key.clone(), agg.finish(), n));
+    }
+    out
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Length of an encoded `Record { partition_key_index: 0, data }`.
+fn record_inner_len(data_len: usize) -> usize {
+    2 + 1 + varint_len(data_len as u64) + data_len
+}
+
+/// Length of the `records` field (tag, length, record) for data of `data_len` bytes.
+fn record_field_len(data_len: usize) -> usize {
+    let inner = record_inner_len(data_len);
+    1 + varint_len(inner as u64) + inner
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes_field(out: &mut Vec<u8>, field: u64, data: &[u8]) {
+    put_varint(out, (field << 3) | 2);
+    put_varint(out, data.len() as u64);
+    out.extend_from_slice(data);
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_BYTES + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(body);
+    out.extend_from_slice(&Md5::digest(body));
     out
 }
 
@@ -255,5 +397,94 @@ mod tests {
             decode(&agg).err().as_deref(),
             Some("length runs past the end")
         );
+    }
+
+    #[test]
+    fn the_builder_round_trips_through_the_decoder_and_knows_its_size() -> Result<(), String> {
+        let mut agg = AggregateBuilder::new("acme/checkout/3");
+        let lines: Vec<Vec<u8>> = (0..300)
+            .map(|i| {
+                format!(
+                    "{{\"tenant\":\"acme\",\"n\":{i},\"pad\":\"{}\"}}",
+                    "x".repeat(i)
+                )
+                .into_bytes()
+            })
+            .collect();
+        for line in &lines {
+            let predicted = agg.len_with(line.len());
+            agg.push(line);
+            assert_eq!(agg.len(), predicted);
+        }
+        assert_eq!(agg.records(), 300);
+        let expected_len = agg.len();
+        let bytes = agg.finish();
+        assert_eq!(bytes.len(), expected_len);
+        let subs = decode(&bytes)?;
+        assert_eq!(subs.len(), lines.len());
+        for (sub, line) in subs.iter().zip(&lines) {
+            assert_eq!(sub.partition_key, "acme/checkout/3");
+            assert_eq!(sub.data, line.as_slice());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn sizes_are_exact_across_varint_boundaries() {
+        for len in [
+            0, 1, 120, 127, 128, 16_380, 16_383, 16_384, 2_097_151, 2_097_152,
+        ] {
+            let mut agg = AggregateBuilder::new("k");
+            let data = vec![b'a'; len];
+            let predicted = agg.len_with(len);
+            agg.push(&data);
+            assert_eq!(agg.len(), predicted, "{len}");
+            assert_eq!(agg.finish().len(), predicted, "{len}");
+        }
+    }
+
+    #[test]
+    fn aggregate_groups_by_partition_key_and_keeps_each_under_the_limit() -> Result<(), String> {
+        let payloads: Vec<(String, Vec<u8>)> = (0..2_000)
+            .map(|i| {
+                let key = ["acme/api", "beta/web", "acme/checkout"][i % 3].to_owned();
+                (
+                    key,
+                    format!("{{\"i\":{i},\"msg\":\"hello world\"}}").into_bytes(),
+                )
+            })
+            .collect();
+        let input: Vec<(&str, &[u8])> = payloads
+            .iter()
+            .map(|(k, d)| (k.as_str(), d.as_slice()))
+            .collect();
+        let max = 4_096;
+        let aggregates = aggregate(&input, max);
+        assert!(aggregates.len() > 3, "{} aggregates", aggregates.len());
+        let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+        for (key, bytes, n) in &aggregates {
+            assert!(bytes.len() <= max, "{} > {max}", bytes.len());
+            let subs = decode(bytes)?;
+            assert_eq!(subs.len(), *n);
+            for sub in subs {
+                assert_eq!(sub.partition_key, key);
+                seen.push((sub.partition_key.to_owned(), sub.data.to_vec()));
+            }
+        }
+        // Every record exactly once, in order within its key.
+        for key in ["acme/api", "beta/web", "acme/checkout"] {
+            let want: Vec<&Vec<u8>> = payloads
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, d)| d)
+                .collect();
+            let got: Vec<&Vec<u8>> = seen
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, d)| d)
+                .collect();
+            assert_eq!(got, want, "{key}");
+        }
+        Ok(())
     }
 }

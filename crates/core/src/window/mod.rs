@@ -7,17 +7,20 @@
 //!   status classes, latency sketch, and pattern counts with one sample each;
 //! - [`WindowAggregator`]: assigns events to event-time windows, with allowed lateness.
 
+mod aggregator;
 pub mod metrics_out;
 pub mod patterns;
 pub mod sketch;
 pub mod summary;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::level::Level;
 use sketch::QuantileSketch;
+
+pub use aggregator::WindowAggregator;
 
 /// Per-service counters of one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -204,125 +207,4 @@ pub struct AggEvent<'a> {
     pub http_status: Option<u16>,
     pub latency_ms: Option<f64>,
     pub message: &'a str,
-}
-
-/// Builds partial windows from events.
-#[derive(Debug, Default)]
-pub struct WindowAggregator {
-    config: WindowConfig,
-    windows: BTreeMap<(String, i64), TenantWindow>,
-    /// Pattern hash → id per (tenant, window), to skip formatting ids for known patterns.
-    known: HashMap<(u64, i64), String>,
-    template: String,
-}
-
-impl WindowAggregator {
-    pub fn new(config: WindowConfig) -> Self {
-        Self {
-            config,
-            ..Self::default()
-        }
-    }
-
-    pub fn config(&self) -> &WindowConfig {
-        &self.config
-    }
-
-    /// Adds one event. Events later than the allowed lateness (by their arrival time) are
-    /// counted in the window they arrived in, marked late, never dropped.
-    pub fn add(&mut self, e: &AggEvent<'_>) {
-        let c = &self.config;
-        let mut start = c.window_start(e.ts_ms);
-        let late = c.is_closed(start, e.arrival_ms);
-        if late {
-            start = c.window_start(e.arrival_ms - c.allowed_lateness_ms);
-        }
-        let window_ms = c.window_ms;
-        let max_patterns = c.max_patterns;
-        let key = (e.tenant.to_owned(), start);
-        let window = self
-            .windows
-            .entry(key)
-            .or_insert_with(|| TenantWindow::new(e.tenant, start, start + window_ms));
-        let stats = match window.services.get_mut(e.service) {
-            Some(s) => s,
-            None => window.services.entry(e.service.to_owned()).or_default(),
-        };
-        stats.count += 1;
-        stats.levels[e.level as usize] += 1;
-        stats.late += u64::from(late);
-        match e.http_status {
-            Some(200..=299) => stats.http_2xx += 1,
-            Some(300..=399) => stats.http_3xx += 1,
-            Some(400..=499) => stats.http_4xx += 1,
-            Some(500..=599) => stats.http_5xx += 1,
-            _ => {}
-        }
-        if let Some(l) = e.latency_ms {
-            stats.latency.insert(l);
-        }
-        if e.message.is_empty() {
-            return;
-        }
-        patterns::template_into(e.message, &mut self.template);
-        let hash = patterns::pattern_hash(e.service, &self.template);
-        let id = self
-            .known
-            .entry((hash, start))
-            .or_insert_with(|| format!("{hash:016x}"));
-        if let Some(p) = window.patterns.get_mut(id.as_str()) {
-            p.count += 1;
-            p.level = p.level.max(e.level);
-            if (e.ts_ms, e.message) < (p.sample_ts, p.sample.as_str()) {
-                e.message.clone_into(&mut p.sample);
-                p.sample_ts = e.ts_ms;
-            }
-        } else if window.patterns.len() < max_patterns {
-            window.patterns.insert(
-                id.clone(),
-                PatternStats {
-                    template: self.template.clone(),
-                    service: e.service.to_owned(),
-                    level: e.level,
-                    count: 1,
-                    sample: e.message.to_owned(),
-                    sample_ts: e.ts_ms,
-                },
-            );
-        } else {
-            window.untracked_patterns += 1;
-        }
-    }
-
-    /// Merges partials built elsewhere (a previous invocation's state) into this aggregator.
-    pub fn absorb(&mut self, partials: Vec<TenantWindow>) {
-        let max_patterns = self.config.max_patterns;
-        for partial in partials {
-            match self
-                .windows
-                .get_mut(&(partial.tenant.clone(), partial.start_ms))
-            {
-                Some(mine) => mine.merge(&partial, max_patterns),
-                None => {
-                    self.windows
-                        .insert((partial.tenant.clone(), partial.start_ms), partial);
-                }
-            }
-        }
-    }
-
-    /// The partial windows built so far, leaving the aggregator empty.
-    pub fn drain(&mut self) -> Vec<TenantWindow> {
-        self.known.clear();
-        std::mem::take(&mut self.windows).into_values().collect()
-    }
-
-    /// Partial windows held.
-    pub fn len(&self) -> usize {
-        self.windows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
-    }
 }

@@ -6,13 +6,13 @@
 /// Masks a message into `out` (cleared first). Returns nothing; `out` holds the template.
 pub fn template_into(message: &str, out: &mut String) {
     out.clear();
-    let mut rest = message.trim();
+    let mut rest = trim(message);
     let mut first = true;
     while !rest.is_empty() {
         // Quoted values may contain spaces: mask them whole.
-        let (token, tail) = if let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'')
-        {
-            match rest[1..].find(q) {
+        let quote = rest.as_bytes()[0];
+        let (token, tail) = if quote == b'"' || quote == b'\'' {
+            match memchr::memchr(quote, &rest.as_bytes()[1..]) {
                 Some(end) => (&rest[..end + 2], &rest[end + 2..]),
                 None => split_token(rest),
             }
@@ -32,40 +32,74 @@ pub fn template_into(message: &str, out: &mut String) {
     }
 }
 
-fn split_token(s: &str) -> (&str, &str) {
-    match s.find(char::is_whitespace) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
+/// `str::trim`, without scanning when the message starts and ends with visible ASCII (the
+/// usual case).
+fn trim(s: &str) -> &str {
+    let plain = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_graphic());
+    let b = s.as_bytes();
+    if plain(b.first()) && plain(b.last()) {
+        s
+    } else {
+        s.trim()
     }
+}
+
+/// Splits at the first whitespace character (Unicode `White_Space`, as `char::is_whitespace`),
+/// scanning bytes and decoding only non-ASCII characters.
+fn split_token(s: &str) -> (&str, &str) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c < 0x80 {
+            if matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+                return (&s[..i], &s[i..]);
+            }
+            i += 1;
+        } else {
+            // `i` is on a character boundary: only whole characters are skipped.
+            match s[i..].chars().next() {
+                Some(ch) if ch.is_whitespace() => return (&s[..i], &s[i..]),
+                Some(ch) => i += ch.len_utf8(),
+                None => break,
+            }
+        }
+    }
+    (s, "")
 }
 
 /// Masks one whitespace-separated token, keeping surrounding punctuation and `key=`/`key:`.
 fn mask_token(token: &str, out: &mut String) {
-    if token.len() >= 2
-        && (token.starts_with('"') || token.starts_with('\''))
-        && token.ends_with(&token[..1])
-    {
+    let b = token.as_bytes();
+    if b.len() >= 2 && (b[0] == b'"' || b[0] == b'\'') && b[b.len() - 1] == b[0] {
         out.push_str("<*>");
         return;
     }
-    // Leading and trailing punctuation stay as they are.
-    let start = token
-        .find(|c: char| !matches!(c, '(' | '[' | '{' | '<' | ',' | ';'))
-        .unwrap_or(token.len());
-    let end = token
-        .rfind(|c: char| !matches!(c, ')' | ']' | '}' | '>' | ',' | ';' | '.' | ':' | '!' | '?'))
+    // Leading and trailing punctuation stay as they are. The sets are ASCII, so byte positions
+    // are character boundaries (a multi-byte character's bytes are never in them).
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b'(' | b'[' | b'{' | b'<' | b',' | b';'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| {
+            !matches!(
+                c,
+                b')' | b']' | b'}' | b'>' | b',' | b';' | b'.' | b':' | b'!' | b'?'
+            )
+        })
         .map_or(start, |i| i + 1)
         .max(start);
     out.push_str(&token[..start]);
     let core = &token[start..end];
     // key=value and key:value keep the key.
-    if let Some(sep) = core
-        .find(['=', ':'])
+    if let Some(sep) = memchr::memchr2(b'=', b':', core.as_bytes())
         .filter(|&i| i > 0 && i + 1 < core.len() && !core.starts_with('/'))
-        && !is_ip(core)
         && core[..sep]
             .bytes()
             .all(|c| c.is_ascii_alphabetic() || c == b'_' || c == b'-' || c == b'.')
+        && !is_ip(core)
     {
         out.push_str(&core[..=sep]);
         out.push_str(mask_word(&core[sep + 1..]));
@@ -83,6 +117,12 @@ fn mask_word(w: &str) -> &str {
     if w.starts_with('/') && w.len() > 1 {
         return "<path>";
     }
+    let b = w.as_bytes();
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        // Every mask below but the UUID needs a decimal digit.
+        return if is_uuid(w) { "<uuid>" } else { w };
+    }
     if is_uuid(w) {
         return "<uuid>";
     }
@@ -92,16 +132,13 @@ fn mask_word(w: &str) -> &str {
     if is_number(w) {
         return "<num>";
     }
-    let b = w.as_bytes();
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     if (w.starts_with("0x") && w.len() > 2 && b[2..].iter().all(u8::is_ascii_hexdigit))
-        || (w.len() >= 8 && digits > 0 && b.iter().all(u8::is_ascii_hexdigit))
+        || (w.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit))
     {
         return "<hex>";
     }
-    if digits > 0
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'#'))
+    if b.iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':' | b'#'))
     {
         return "<*>";
     }
@@ -129,21 +166,40 @@ fn is_uuid(w: &str) -> bool {
         })
 }
 
+/// Four dot-separated groups of one to three digits, with an optional `:port`.
 fn is_ip(w: &str) -> bool {
     let host = w
         .rsplit_once(':')
         .filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit()))
         .map_or(w, |(h, _)| h);
-    let parts: Vec<&str> = host.split('.').collect();
-    parts.len() == 4
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
+    let mut groups = 0;
+    for part in host.split('.') {
+        groups += 1;
+        if groups > 4
+            || part.is_empty()
+            || part.len() > 3
+            || !part.bytes().all(|c| c.is_ascii_digit())
+        {
+            return false;
+        }
+    }
+    groups == 4
 }
 
 /// The stable id of a pattern: 16 hex digits of FNV-1a over service and template.
 pub fn pattern_id(service: &str, template: &str) -> String {
     format!("{:016x}", pattern_hash(service, template))
+}
+
+/// A fast 64-bit hash of service and template, for finding a pattern in memory (not stable
+/// across versions: never store it; [`pattern_hash`] is the stable one).
+pub fn lookup_hash(service: &str, template: &str) -> u64 {
+    use std::hash::Hasher as _;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(service.as_bytes());
+    h.write_u8(0xff);
+    h.write(template.as_bytes());
+    h.finish()
 }
 
 /// The 64-bit hash behind [`pattern_id`].
@@ -209,5 +265,24 @@ mod tests {
         assert_eq!(pattern_id("api", &a), pattern_id("api", &b));
         assert_ne!(pattern_id("api", &a), pattern_id("web", &a));
         assert_eq!(pattern_id("api", &a).len(), 16);
+    }
+
+    #[test]
+    fn non_ascii_words_and_punctuation_are_kept_whole() {
+        assert_eq!(
+            t("échec de connexion à la base"),
+            "échec de connexion à la base"
+        );
+        assert_eq!(
+            t("Zeitüberschreitung nach 30s für Anfrage"),
+            "Zeitüberschreitung nach <num> für Anfrage"
+        );
+        assert_eq!(t("résultat: réussi."), "résultat: réussi.");
+        assert_eq!(t("请求失败 用户 42"), "请求失败 用户 <num>");
+    }
+
+    #[test]
+    fn unicode_whitespace_separates_tokens() {
+        assert_eq!(t("took\u{a0}42ms"), "took <num>");
     }
 }

@@ -1,0 +1,112 @@
+//! The evaluate function on its schedule (EventBridge `rate(1 minute)` in the template), wired
+//! as `functions/evaluate/src/main.rs` wires it: partials and summaries in the data bucket,
+//! rules and tenant configurations in the rules bucket, the wasmtime [`Host`], the
+//! [`StoreRuleRunner`] and the webhook client.
+//!
+//! It runs in a task of its own, which owns the engine and the rule cache; the runner asks it
+//! for a run through [`EvaluatorHandle`] (to drain before exiting) besides the schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_core::BlobStore;
+use sluice_core::evaluate::{EvaluateConfig, Evaluator};
+use sluice_evaluate::RunCounts;
+use sluice_rules::tenant_rules::StoreRuleRunner;
+use sluice_rules::{EngineConfig, Host, Policy};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::batch_delivery::Clock;
+use crate::error::LocalError;
+use crate::metrics::Metrics;
+
+type Reply = oneshot::Sender<Result<RunCounts, String>>;
+
+/// Asks the evaluator task for a run now.
+#[derive(Debug, Clone)]
+pub struct EvaluatorHandle {
+    requests: mpsc::Sender<Reply>,
+}
+
+impl EvaluatorHandle {
+    /// Runs the evaluator now and returns its counts.
+    pub async fn run_now(&self) -> Result<RunCounts, String> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(tx)
+            .await
+            .map_err(|_| "the evaluator task has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the evaluator task has stopped".to_owned())?
+    }
+}
+
+/// What the evaluator needs.
+#[derive(Debug, Clone)]
+pub struct EvaluatorSetup {
+    pub data: Arc<dyn BlobStore>,
+    pub rules: Arc<dyn BlobStore>,
+    pub config: EvaluateConfig,
+    pub policy: Policy,
+    pub every: Duration,
+}
+
+/// Starts the evaluator task. It runs every `setup.every` and on request, until `stop`.
+pub fn start(
+    setup: EvaluatorSetup,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(EvaluatorHandle, tokio::task::JoinHandle<()>), LocalError> {
+    let host = Host::new(EngineConfig::default())
+        .map_err(|e| LocalError::Evaluator(format!("starting the rules engine: {e}")))?;
+    let http = sluice_notify::HttpPoster::new()
+        .map_err(|e| LocalError::Evaluator(format!("building the webhook client: {e}")))?;
+    let (tx, mut rx) = mpsc::channel::<Reply>(4);
+    let task = tokio::spawn(async move {
+        let runner = StoreRuleRunner::new(&host, setup.rules.as_ref(), setup.policy);
+        let evaluator = Evaluator {
+            data: setup.data.as_ref(),
+            rules_store: setup.rules.as_ref(),
+            runner: &runner,
+            http: &http,
+            config: setup.config.clone(),
+        };
+        tracing::info!(
+            fingerprint = host.fingerprint(),
+            every_s = setup.every.as_secs_f64(),
+            "evaluator scheduled"
+        );
+        let mut ticker = tokio::time::interval(setup.every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let reply = tokio::select! {
+                _ = ticker.tick() => None,
+                request = rx.recv() => match request {
+                    Some(reply) => Some(reply),
+                    None => break,
+                },
+                _ = stop.changed() => break,
+            };
+            let result = match evaluator.run(clock.now_ms()).await {
+                Ok(reports) => {
+                    let counts = sluice_evaluate::counts(&reports);
+                    if counts.windows > 0 {
+                        tracing::info!(?counts, "evaluation run finished");
+                    }
+                    metrics.evaluation(Some(&counts));
+                    Ok(counts)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "evaluation run failed");
+                    metrics.evaluation(None);
+                    Err(e.to_string())
+                }
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+    });
+    Ok((EvaluatorHandle { requests: tx }, task))
+}
