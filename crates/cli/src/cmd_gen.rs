@@ -1,4 +1,6 @@
-//! `sluice gen`: synthetic NDJSON traffic.
+//! `sluice gen`: synthetic NDJSON traffic, one record a line. A file carries no partition key,
+//! so every JSON line names its tenant: the generator leaves it out of some record shapes (the
+//! partition key carries it on Kinesis), and `gen` puts it back in.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -46,9 +48,66 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
     for event in Generator::new(config) {
-        out.write_all(&event.payload)?;
+        let tenant = event.partition_key.split('/').next().unwrap_or_default();
+        out.write_all(&with_tenant(&event.payload, tenant))?;
         out.write_all(b"\n")?;
     }
     out.flush().context("writing records")?;
     Ok(())
+}
+
+/// `payload` with a `"tenant"` field first when it is a JSON object that names none (text lines
+/// and malformed records are left as they are).
+fn with_tenant<'a>(payload: &'a [u8], tenant: &str) -> std::borrow::Cow<'a, [u8]> {
+    let names_tenant = payload.windows(8).any(|w| w == b"\"tenant\"");
+    if tenant.is_empty() || names_tenant || payload.first() != Some(&b'{') {
+        return std::borrow::Cow::Borrowed(payload);
+    }
+    let mut out = Vec::with_capacity(payload.len() + tenant.len() + 12);
+    out.extend_from_slice(b"{\"tenant\":");
+    out.extend_from_slice(serde_json::Value::from(tenant).to_string().as_bytes());
+    if payload
+        .get(1..)
+        .is_some_and(|rest| rest.iter().any(|b| !b.is_ascii_whitespace() && *b != b'}'))
+    {
+        out.push(b',');
+    }
+    out.extend_from_slice(&payload[1..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::synth::{Generator, SynthConfig};
+
+    #[test]
+    fn every_generated_json_line_names_its_tenant() {
+        let config = SynthConfig {
+            events: 2_000,
+            ..SynthConfig::default()
+        };
+        let mut without = 0;
+        for event in Generator::new(config) {
+            let tenant = event.partition_key.split('/').next().unwrap_or_default();
+            let line = with_tenant(&event.payload, tenant);
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&line) {
+                if !map.contains_key("tenant") {
+                    without += 1;
+                }
+                if event.payload.windows(8).all(|w| w != b"\"tenant\"") {
+                    assert_eq!(map["tenant"], tenant, "{}", String::from_utf8_lossy(&line));
+                }
+            }
+        }
+        assert_eq!(without, 0);
+    }
+
+    #[test]
+    fn lines_that_name_a_tenant_or_are_not_objects_are_unchanged() {
+        let named = br#"{"tenant":"acme","msg":"x"}"#;
+        assert_eq!(with_tenant(named, "globex").as_ref(), named);
+        assert_eq!(with_tenant(b"plain text", "acme").as_ref(), b"plain text");
+        assert_eq!(with_tenant(b"{}", "acme").as_ref(), br#"{"tenant":"acme"}"#);
+    }
 }
