@@ -14,6 +14,8 @@
 //! a benchmark that loses records measures nothing. Those rates are moto's speed more than the
 //! agent's (against Kinesis the network and the shard limits bound them instead), so the
 //! agent's CPU time is measured too ([`crate::measure`]): records per CPU second is its cost.
+//! Then `sluice local run --until-idle` takes the plain stream through ingest, aggregate and
+//! evaluate (10 s windows): its CPU time per record is the runner's end-to-end cost on a core.
 
 use std::fs;
 use std::path::Path;
@@ -136,12 +138,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ]),
     )?;
 
-    let agent = if args.no_agent {
-        Vec::new()
+    let (agent, runner) = if args.no_agent {
+        (Vec::new(), None)
     } else {
         let file = tmp.join("agent.ndjson");
         generate(&sluice, args.agent_records, &file)?;
-        agent_runs(&sluice, &file)?
+        agent_runs(&sluice, &file, &tmp.join("runner-state"))?
     };
 
     let duckdb = results
@@ -156,11 +158,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             duckdb,
             batch_bytes,
             &usage,
-            &agent,
+            (&agent, runner.as_ref()),
         );
     } else {
         print_table(args, input_bytes, &results, duckdb, batch_bytes, &usage);
         print_agent_table(&agent);
+        if let Some(r) = &runner {
+            print_runner(r);
+        }
     }
     Ok(())
 }
@@ -195,8 +200,13 @@ impl AgentRun {
 const AGENT_SHARDS: &str = "8";
 
 /// Starts moto, creates a stream per mode, and sends `file` with `sluice agent`, plain and
-/// with `--kpl`, measuring the agent process.
-fn agent_runs(sluice: &Path, file: &Path) -> Result<Vec<AgentRun>> {
+/// with `--kpl`, measuring the agent process; then runs `sluice local run` over the plain
+/// stream ([`runner_run`]).
+fn agent_runs(
+    sluice: &Path,
+    file: &Path,
+    state_dir: &Path,
+) -> Result<(Vec<AgentRun>, Option<RunnerRun>)> {
     let emulator = Emulator::start(Kind::Moto, false)?;
     let venv = venv::ensure_venv()?;
     let mut runs = Vec::new();
@@ -247,8 +257,139 @@ fn agent_runs(sluice: &Path, file: &Path) -> Result<Vec<AgentRun>> {
             usage,
         });
     }
+    let runner = runner_run(
+        sluice,
+        &emulator.endpoint,
+        "sluice-bench-agent-plain",
+        state_dir,
+    )?;
     drop(emulator);
-    Ok(runs)
+    Ok((runs, Some(runner)))
+}
+
+/// One `sluice local run --until-idle` over a stream the agent filled.
+#[derive(Debug)]
+struct RunnerRun {
+    /// The runner's `--json` report.
+    report: Value,
+    /// The runner process's CPU time and peak RSS.
+    usage: Usage,
+}
+
+impl RunnerRun {
+    /// Records through ingest (each also goes through aggregate).
+    fn records(&self) -> f64 {
+        self.report["metrics"]["mappings"]["ingest"]["records"]
+            .as_f64()
+            .unwrap_or(0.0)
+    }
+
+    /// Records per CPU second of the whole runner (both mappings and the evaluator).
+    fn per_cpu_second(&self) -> f64 {
+        if self.usage.cpu_s > 0.0 {
+            self.records() / self.usage.cpu_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `sluice local up` (buckets) and `sluice local run --until-idle` on `stream`, with 10 s
+/// windows and evaluate every 2 s, measuring the runner process. Its wall time includes
+/// waiting for the last window to close; its CPU time is the cost.
+fn runner_run(sluice: &Path, endpoint: &str, stream: &str, state_dir: &Path) -> Result<RunnerRun> {
+    let env: Vec<String> = emulator::sdk_env(endpoint)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let target = [
+        "--stream",
+        stream,
+        "--data-bucket",
+        "sluice-bench-data",
+        "--rules-bucket",
+        "sluice-bench-rules",
+        "--failure-queue",
+        "sluice-bench-failures",
+    ];
+    let mut up = env.clone();
+    up.push(sluice.display().to_string());
+    up.extend(strings(&["local", "up", "--json"]));
+    up.extend(strings(&target));
+    measure::run_measured(Path::new("env"), &up).context("sluice local up")?;
+    let mut run = env;
+    run.push(sluice.display().to_string());
+    run.extend(strings(&["local", "run"]));
+    run.extend(strings(&target));
+    run.extend(strings(&[
+        "--until-idle",
+        "--idle-seconds",
+        "2",
+        "--window-seconds",
+        "10",
+        "--allowed-lateness-seconds",
+        "5",
+        "--evaluate-every-seconds",
+        "2",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--max-runtime-seconds",
+        "600",
+        "--json",
+        "--state-dir",
+        &state_dir.display().to_string(),
+    ]));
+    let (stdout, usage) = measure::run_measured(Path::new("env"), &run)?;
+    // The runner prints its report pretty, over several lines: take the last JSON value.
+    let report = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .filter_map(Result::ok)
+        .last()
+        .context("reading `sluice local run --json`: no JSON in its output")?;
+    let runner = RunnerRun { report, usage };
+    note(format!(
+        "local run: {} records in {:.2}s, {:.2} CPU s",
+        runner.records(),
+        runner.report["elapsed_s"].as_f64().unwrap_or(0.0),
+        runner.usage.cpu_s
+    ));
+    Ok(runner)
+}
+
+fn print_runner(r: &RunnerRun) {
+    let ingest = &r.report["metrics"]["mappings"]["ingest"];
+    println!();
+    println!(
+        "{}",
+        util::table(
+            &[
+                "sluice local run (moto)",
+                "records",
+                "rows",
+                "dead letters",
+                "windows evaluated",
+                "wall s",
+                "cpu s",
+                "records/cpu s",
+                "peak RSS",
+            ],
+            &[vec![
+                "ingest + aggregate + evaluate".to_string(),
+                format!("{:.0}", r.records()),
+                format!("{}", ingest["rows_stored"]),
+                format!("{}", ingest["dead_lettered"]),
+                format!("{}", r.report["metrics"]["evaluator"]["windows_evaluated"]),
+                format!("{:.2}", r.report["elapsed_s"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}", r.usage.cpu_s),
+                format!("{:.0}", r.per_cpu_second()),
+                format!("{:.1} MiB", mib(r.usage.max_rss_bytes)),
+            ]],
+        )
+    );
+    println!(
+        "the runner's wall time includes waiting for the last window to close; records/cpu s is \
+         its cost on one core (every record goes through ingest and aggregate)"
+    );
 }
 
 /// `python -c CREATE_STREAM ENDPOINT NAME SHARDS`: a stream on the emulator, waited for.
@@ -507,7 +648,7 @@ fn print_json(
     duckdb: Option<f64>,
     batch_bytes: u64,
     usage: &Usage,
-    agent: &[AgentRun],
+    (agent, runner): (&[AgentRun], Option<&RunnerRun>),
 ) {
     let tools: Vec<Value> = results
         .iter()
@@ -550,6 +691,12 @@ fn print_json(
                 })
             })
             .collect::<Vec<Value>>(),
+        "runner": runner.map(|r| json!({
+            "report": r.report,
+            "cpu_s": r.usage.cpu_s,
+            "records_per_cpu_second": r.per_cpu_second(),
+            "peak_rss_bytes": r.usage.max_rss_bytes,
+        })),
         "targets": {
             "ingest_records_per_sec_per_core": INGEST_TARGET_PER_CORE,
             "batch_peak_rss_bytes": RSS_TARGET_BYTES,
