@@ -1,5 +1,5 @@
 //! What every sluice Lambda function does the same way at init: JSON logs through `tracing`,
-//! and the wall clock in ms.
+//! the wall clock in ms, and its settings from the environment.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,4 +39,20 @@ pub fn required_env(name: &'static str, hint: &'static str) -> Result<String, cr
         .ok()
         .filter(|v| !v.trim().is_empty())
         .ok_or(crate::AwsError::MissingEnv { name, hint })
+}
+
+/// A whole number of seconds from the environment variable `name`, or `default` when it is
+/// not set.
+pub fn seconds_env(name: &'static str, default: i64) -> Result<i64, crate::AwsError> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| crate::AwsError::InvalidSetting {
+                name,
+                value,
+                reason: "not a whole number of seconds".to_owned(),
+            }),
+        Err(_) => Ok(default),
+    }
 }

@@ -46,6 +46,18 @@ pub enum Precondition {
     Matches(ETag),
 }
 
+impl Precondition {
+    /// Whether the condition holds for an object whose current version is `current` (`None`:
+    /// no object).
+    pub fn holds(&self, current: Option<&ETag>) -> bool {
+        match (self, current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Matches(want), Some(have)) => want == have,
+            _ => false,
+        }
+    }
+}
+
 /// The content hash used as a version tag where a store has none of its own.
 pub fn content_etag(body: &[u8]) -> ETag {
     use sha2::Digest as _;
@@ -90,12 +102,7 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         precondition: Precondition,
     ) -> Result<(), StoreError> {
         let current = self.get_versioned(key).await?.map(|(_, tag)| tag);
-        let holds = match (&precondition, current) {
-            (Precondition::Absent, None) => true,
-            (Precondition::Matches(want), Some(have)) => *want == have,
-            _ => false,
-        };
-        if !holds {
+        if !precondition.holds(current.as_ref()) {
             return Err(StoreError::PreconditionFailed {
                 key: key.to_owned(),
             });
@@ -253,12 +260,7 @@ impl BlobStore for LocalDirStore {
     ) -> Result<(), StoreError> {
         let _guard = self.cas.lock().await;
         let current = self.get_versioned(key).await?.map(|(_, tag)| tag);
-        let holds = match (&precondition, current) {
-            (Precondition::Absent, None) => true,
-            (Precondition::Matches(want), Some(have)) => *want == have,
-            _ => false,
-        };
-        if !holds {
+        if !precondition.holds(current.as_ref()) {
             return Err(StoreError::PreconditionFailed {
                 key: key.to_owned(),
             });

@@ -7,20 +7,10 @@
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
-use sluice_aws::lambda::{init_json_tracing, now_ms, required_env};
+use sluice_aws::lambda::{init_json_tracing, now_ms, required_env, seconds_env};
 use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
 use sluice_core::IngestConfig;
 use sluice_core::window::WindowConfig;
-
-fn seconds_env(name: &str, default: i64) -> anyhow::Result<i64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse::<i64>()
-            .with_context(|| format!("{name}={v:?} is not a whole number of seconds")),
-        Err(_) => Ok(default),
-    }
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
