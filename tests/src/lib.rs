@@ -45,7 +45,11 @@ pub fn endpoint() -> String {
 
 /// The repository root (the workspace this package lives in).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The test runner sets CARGO_MANIFEST_DIR; the compiled-in path is the fallback.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
@@ -56,6 +60,58 @@ pub fn python() -> String {
         .ok()
         .filter(|p| !p.trim().is_empty())
         .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// The `sluice` command line binary: `$SLUICE_BIN`, else built (or found up to date) by
+/// `cargo build --workspace --bins`, so it is never a stale copy. The whole workspace is built,
+/// as the test run builds it, so that features unify the same way and nothing is compiled
+/// twice; the variables cargo set for this test are removed, since build scripts that watch
+/// them would otherwise be re-run.
+pub fn sluice_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SLUICE_BIN").filter(|b| !b.is_empty()) {
+        return Ok(PathBuf::from(bin));
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--workspace",
+        "--bins",
+        "--message-format=json",
+    ])
+    .current_dir(repo_root())
+    .stderr(std::process::Stdio::inherit());
+    const SET_FOR_THE_TEST: [&str; 9] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+        "NEXTEST",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if SET_FOR_THE_TEST.iter().any(|p| name.starts_with(p)) {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd
+        .output()
+        .context("running cargo build for the sluice binary")?;
+    ensure!(
+        out.status.success(),
+        "cargo build --workspace --bins failed"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["target"]["name"] == "sluice")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo build did not report the sluice executable")
 }
 
 /// An S3 client for the emulator, built the way the functions build theirs

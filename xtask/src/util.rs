@@ -10,12 +10,17 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// The workspace root (the directory holding the root `Cargo.toml`).
+/// The workspace root (the directory holding the root `Cargo.toml`). `cargo xtask` (`cargo
+/// run`) sets `CARGO_MANIFEST_DIR` when it runs the binary; that is preferred over the path
+/// compiled in, which is stale when a shared target directory holds a build from another clone.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest_dir
         .parent()
-        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// `<repo>/.sluice`, the git-ignored directory for local state (venv, emulator pid file, logs).

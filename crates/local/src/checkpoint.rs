@@ -32,6 +32,11 @@ pub struct Checkpoint {
     /// `sequence_number`.
     #[serde(default)]
     pub window: Option<OpenWindow>,
+    /// The end of the last tumbling window closed. A record that arrives before it (arrival
+    /// times tie, and emulators report a page as caught up while its tied records are still
+    /// unread) joins the next window: a window is never opened, and its partials written, twice.
+    #[serde(default)]
+    pub closed_through_ms: Option<i64>,
     /// When it was written (RFC 3339), for people reading the file.
     #[serde(default)]
     pub updated_at: String,

@@ -198,7 +198,9 @@ impl ShardWorker {
                 st.buffer_bytes += r.data.len() + r.partition_key.len();
                 st.buffer.push(r);
             }
-            let caught_up = got == 0 || page.millis_behind_latest == Some(0);
+            // A full page is never the end: LocalStack reports 0 ms behind for every record
+            // that ties with the newest arrival time, although more of them are unread.
+            let caught_up = got == 0 || (page.millis_behind_latest == Some(0) && got < want);
             let shard_ended = page.next_iterator.is_none();
             self.report(|p| {
                 p.caught_up = caught_up && !shard_ended;
@@ -302,7 +304,9 @@ impl ShardWorker {
             let (batch_len, window) = match self.mapping.tumbling_window {
                 None => (rest.len(), None),
                 Some(size) => {
-                    let arrival = rest[0].arrival_ms;
+                    let arrival = rest[0]
+                        .arrival_ms
+                        .max(st.checkpoint.closed_through_ms.unwrap_or(i64::MIN));
                     if st
                         .checkpoint
                         .window
@@ -444,6 +448,7 @@ impl ShardWorker {
         self.metrics
             .window_closed(&self.mapping.name, invocations, errors);
         st.checkpoint.window = None;
+        st.checkpoint.closed_through_ms = Some(window.end_ms);
         self.checkpoints.save(&st.checkpoint)?;
         self.report(|p| p.open_window_end = None);
         Ok(())

@@ -8,13 +8,22 @@
 
 #![allow(dead_code)] // Not every test uses every helper.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// This package's directory: as the test runner sets it when the test runs, else as compiled
+/// in (stale when a shared target directory holds a build made from another clone).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The repository's plugins workspace.
 pub fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins")
+    manifest_dir().join("../../plugins")
 }
 
 /// A shipped example's directory (`plugins/examples/<name>`).
@@ -76,7 +85,7 @@ fn build_guests() -> PathBuf {
 /// backtraces in error messages.
 pub fn sluice() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+    cmd.current_dir(manifest_dir())
         .env("RUST_BACKTRACE", "0")
         .env_remove("RUST_LIB_BACKTRACE")
         .env_remove("SLUICE_LOG");

@@ -19,6 +19,9 @@ struct FakeShard {
 #[derive(Debug, Default)]
 struct FakeStream {
     shards: Mutex<Vec<FakeShard>>,
+    /// Report the lag as LocalStack does: from the page's last record to the newest record
+    /// of the shard, so a page ending on a record that ties with the newest says 0.
+    lag_by_arrival: bool,
 }
 
 impl FakeStream {
@@ -108,9 +111,15 @@ impl StreamSource for FakeStream {
         let records = shard.records[pos.min(end)..end].to_vec();
         let at_end = end == shard.records.len();
         Ok(RecordsPage {
-            records,
             next_iterator: (!(shard.closed && at_end)).then(|| format!("{shard_id}@{end}")),
-            millis_behind_latest: Some(if at_end { 0 } else { 1_000 }),
+            millis_behind_latest: Some(match (self.lag_by_arrival, records.last()) {
+                (true, Some(last)) => {
+                    shard.records.last().map_or(0, |newest| newest.arrival_ms) - last.arrival_ms
+                }
+                _ if at_end => 0,
+                _ => 1_000,
+            }),
+            records,
         })
     }
 }
@@ -307,6 +316,47 @@ async fn a_restart_resumes_after_the_checkpoint_without_redelivering() {
         second.delivered(),
         vec!["b000", "b001"],
         "only the new records"
+    );
+}
+
+#[tokio::test]
+async fn a_window_closes_once_when_pages_of_tied_arrival_times_report_no_lag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream = Arc::new(FakeStream {
+        lag_by_arrival: true,
+        ..FakeStream::default()
+    });
+    // One PutRecords call: five records with the same arrival time, read two at a time.
+    let records = recs("a", 5, 1_000)
+        .into_iter()
+        .map(|r| SourceRecord {
+            arrival_ms: 1_000,
+            ..r
+        })
+        .collect();
+    stream.add_shard(ShardInfo::root("shard-0"), records, false);
+    let recorder = Arc::new(Recorder::default());
+    run(
+        &stream,
+        &recorder,
+        Some(Duration::from_secs(10)),
+        dir.path(),
+    )
+    .await;
+
+    let finals: Vec<(i64, String)> = recorder
+        .calls()
+        .into_iter()
+        .filter_map(|c| {
+            c.window
+                .filter(|w| w.1)
+                .map(|(start, _, seen)| (start, seen))
+        })
+        .collect();
+    assert_eq!(
+        finals,
+        vec![(0, "a000 a001 a002 a003 a004 ".to_owned())],
+        "one final invocation, with every record of the window"
     );
 }
 

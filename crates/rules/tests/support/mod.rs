@@ -7,7 +7,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -15,9 +15,18 @@ use sluice_rules::{
     EngineConfig, Host, LoadedRule, Manifest, Outcome, Params, Policy, sample_window,
 };
 
+/// This package's directory: as the test runner sets it when the test runs, else as compiled
+/// in (stale when a shared target directory holds a build made from another clone).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The plugins workspace.
 pub fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins")
+    manifest_dir().join("../../plugins")
 }
 
 /// Builds every guest once per test process in the given cargo profile (`"debug"` or
