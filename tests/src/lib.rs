@@ -63,9 +63,9 @@ pub fn python() -> String {
 }
 
 /// The `sluice` command line binary: `$SLUICE_BIN`, else built (or found up to date) by
-/// `cargo build --workspace --bins`, so it is never a stale copy. The whole workspace is built,
-/// as the test run builds it, so that features unify the same way and nothing is compiled
-/// twice; the variables cargo set for this test are removed, since build scripts that watch
+/// `cargo build --workspace --bin sluice`, so it is never a stale copy. The whole workspace is
+/// selected, as for the test run, so that features unify the same way and nothing is compiled
+/// twice (the test run has built this binary already, for the CLI's own tests); the variables cargo set for this test are removed, since build scripts that watch
 /// them would otherwise be re-run.
 pub fn sluice_binary() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("SLUICE_BIN").filter(|b| !b.is_empty()) {
@@ -77,7 +77,8 @@ pub fn sluice_binary() -> anyhow::Result<PathBuf> {
         "build",
         "--quiet",
         "--workspace",
-        "--bins",
+        "--bin",
+        "sluice",
         "--message-format=json",
     ])
     .current_dir(repo_root())
@@ -104,7 +105,7 @@ pub fn sluice_binary() -> anyhow::Result<PathBuf> {
         .context("running cargo build for the sluice binary")?;
     ensure!(
         out.status.success(),
-        "cargo build --workspace --bins failed"
+        "cargo build --workspace --bin sluice failed"
     );
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -38,8 +38,34 @@ pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root());
+    // `cargo xtask` runs this binary with the variables cargo sets for a package
+    // (CARGO_PKG_NAME=xtask, CARGO_MANIFEST_DIR, ...). Passed on, they would differ from those
+    // of a cargo started from a shell or a test, and build scripts that watch them would run
+    // again: every build would recompile ring, rustls and the AWS SDK. Builds started here see
+    // the environment a shell gives them.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if SET_BY_CARGO_RUN
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd
 }
+
+/// Variables `cargo run` sets for the program it runs (prefixes).
+const SET_BY_CARGO_RUN: [&str; 8] = [
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
 
 /// Prints a line to stderr prefixed with the xtask marker.
 pub fn note(msg: impl AsRef<str>) {
