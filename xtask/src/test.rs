@@ -182,6 +182,11 @@ fn workspace_tests(endpoint: &str, tools: &Venv, extra: &[String]) -> Result<()>
         note(format!("{key}={value}"));
         cmd.env(key, value);
     }
+    // The run builds the `sluice` binary for the CLI's own tests before any test starts; the
+    // end-to-end tests that run it as a process take it from here instead of asking cargo.
+    let sluice = util::target_dir()?.join("debug").join("sluice");
+    note(format!("SLUICE_BIN={}", sluice.display()));
+    cmd.env("SLUICE_BIN", sluice);
     util::run(&mut cmd)
 }
 
