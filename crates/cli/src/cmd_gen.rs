@@ -47,13 +47,18 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         )
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
-    for event in Generator::new(config) {
-        let tenant = event.partition_key.split('/').next().unwrap_or_default();
-        out.write_all(&with_tenant(&event.payload, tenant))?;
-        out.write_all(b"\n")?;
+    let written = Generator::new(config)
+        .try_for_each(|event| {
+            let tenant = event.partition_key.split('/').next().unwrap_or_default();
+            out.write_all(&with_tenant(&event.payload, tenant))?;
+            out.write_all(b"\n")
+        })
+        .and_then(|()| out.flush());
+    if args.out.as_os_str() == "-" {
+        crate::stdout_closed::check(written)
+    } else {
+        written.with_context(|| format!("writing {}", args.out.display()))
     }
-    out.flush().context("writing records")?;
-    Ok(())
 }
 
 /// `payload` with a `"tenant"` field first when it is a JSON object that names none (text lines

@@ -21,6 +21,7 @@ mod cmd_local;
 mod cmd_rules;
 mod demo_rules;
 mod report;
+mod stdout_closed;
 mod stores;
 mod ui;
 
@@ -63,7 +64,22 @@ enum Command {
     Backtest(cmd_backtest::BacktestArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    stdout_closed::exit_quietly_when_printing_fails();
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        // `sluice gen | head`: the reader has all it wanted.
+        Err(e) if e.downcast_ref::<stdout_closed::StdoutClosed>().is_some() => {
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

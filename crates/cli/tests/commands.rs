@@ -699,3 +699,62 @@ fn rules_upload_and_alerts_redrive_work_against_buckets_on_an_emulator() {
         "a delivered notification is removed"
     );
 }
+
+/// Runs `cmd` with its stdout a pipe whose reader is already gone, as after `| head`.
+fn with_stdout_closed(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning sluice");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("waiting for sluice")
+}
+
+#[test]
+fn gen_into_a_closed_pipe_stops_quietly_with_success() {
+    let out = with_stdout_closed(sluice().args(["gen", "--records", "100000"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn a_report_printed_into_a_closed_pipe_stops_quietly_after_the_work_is_done() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"tenant\":\"acme\",\"message\":\"hello\"}\n").expect("input");
+    let data = dir.path().join("data");
+    let out = with_stdout_closed(
+        sluice()
+            .arg("ingest")
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&data),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let parquet = walk(&data)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert_eq!(
+        parquet, 1,
+        "the record was stored before the report was printed"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
