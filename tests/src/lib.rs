@@ -63,10 +63,11 @@ pub fn python() -> String {
 }
 
 /// The `sluice` command line binary: `$SLUICE_BIN`, else built (or found up to date) by
-/// `cargo build --workspace --bin sluice`, so it is never a stale copy. The whole workspace is
-/// selected, as for the test run, so that features unify the same way and nothing is compiled
-/// twice (the test run has built this binary already, for the CLI's own tests); the variables cargo set for this test are removed, since build scripts that watch
-/// them would otherwise be re-run.
+/// `cargo build --workspace --bin sluice`, so it is never a stale copy. `cargo xtask test` sets
+/// `SLUICE_BIN` to the binary its test build has just made. The fallback selects the whole
+/// workspace, as the test run does, so that features unify the same way and nothing is compiled
+/// twice; the variables cargo set for this test are removed, since build scripts that watch them
+/// would otherwise run again.
 pub fn sluice_binary() -> anyhow::Result<PathBuf> {
     if let Some(bin) = std::env::var_os("SLUICE_BIN").filter(|b| !b.is_empty()) {
         return Ok(PathBuf::from(bin));
