@@ -12,6 +12,8 @@
 //!   than three digits. [`ExactKinesisEvent`] (and [`parse_kinesis_event`]) read the number
 //!   exactly instead; use it as the Lambda payload type.
 
+use std::sync::Arc;
+
 use aws_lambda_events::encodings::SecondTimestamp;
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use serde::{Deserialize, Deserializer};
@@ -43,11 +45,11 @@ pub fn arrival_ms(record: &KinesisEventRecord) -> i64 {
 /// record's `eventID` names no shard.
 pub fn stream_record(record: &KinesisEventRecord, fallback_shard: &str) -> StreamRecord {
     StreamRecord {
-        shard_id: record_shard(record).unwrap_or(fallback_shard).to_owned(),
+        shard_id: record_shard(record).unwrap_or(fallback_shard).into(),
         sequence_number: record.kinesis.sequence_number.clone(),
         partition_key: record.kinesis.partition_key.clone(),
         arrival_ms: arrival_ms(record),
-        data: record.kinesis.data.0.clone(),
+        data: record.kinesis.data.0.clone().into(),
     }
 }
 
@@ -67,12 +69,21 @@ pub fn batch_shard(event: &KinesisEvent) -> String {
 
 /// Converts a whole event, moving the payloads out of it (no copy of the data).
 pub fn into_stream_records(event: KinesisEvent) -> Vec<StreamRecord> {
-    let fallback = batch_shard(&event);
+    let fallback: Arc<str> = batch_shard(&event).into();
+    // Records of one batch share their shard's name.
+    let mut last: Arc<str> = Arc::clone(&fallback);
     event
         .records
         .into_iter()
         .map(|record| {
-            let shard_id = record_shard(&record).unwrap_or(&fallback).to_owned();
+            let shard_id = match record_shard(&record) {
+                Some(shard) if shard != &*last => {
+                    last = shard.into();
+                    Arc::clone(&last)
+                }
+                Some(_) => Arc::clone(&last),
+                None => Arc::clone(&fallback),
+            };
             let arrival_ms = arrival_ms(&record);
             let kinesis = record.kinesis;
             StreamRecord {
@@ -80,7 +91,7 @@ pub fn into_stream_records(event: KinesisEvent) -> Vec<StreamRecord> {
                 sequence_number: kinesis.sequence_number,
                 partition_key: kinesis.partition_key,
                 arrival_ms,
-                data: kinesis.data.0,
+                data: kinesis.data.0.into(),
             }
         })
         .collect()
@@ -161,6 +172,7 @@ impl<'de> Deserialize<'de> for ExactKinesisEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn event_json(timestamps: &[&str], event_ids: &[Option<&str>]) -> String {
         let records: Vec<String> = timestamps
@@ -243,12 +255,12 @@ mod tests {
         assert_eq!(
             records[0],
             StreamRecord {
-                shard_id: "shardId-000000000006".to_owned(),
+                shard_id: "shardId-000000000006".into(),
                 sequence_number: "49590338271490256608559692538361571095921575989136588890"
                     .to_owned(),
                 partition_key: "acme/checkout".to_owned(),
                 arrival_ms: 1_545_084_650_987,
-                data: b"hello".to_vec(),
+                data: Bytes::from_static(b"hello"),
             }
         );
         Ok(())
@@ -258,12 +270,32 @@ mod tests {
     fn a_record_without_event_id_takes_the_shard_of_its_batch() -> Result<(), AwsError> {
         let json = event_json(&["1", "2"], &[None, Some("shardId-000000000003:5")]);
         let records = into_stream_records(kinesis_event_from_slice(json.as_bytes())?);
-        assert_eq!(records[0].shard_id, "shardId-000000000003");
-        assert_eq!(records[1].shard_id, "shardId-000000000003");
+        assert_eq!(&*records[0].shard_id, "shardId-000000000003");
+        assert_eq!(&*records[1].shard_id, "shardId-000000000003");
 
         let json = event_json(&["1"], &[None]);
         let records = into_stream_records(kinesis_event_from_slice(json.as_bytes())?);
-        assert_eq!(records[0].shard_id, UNKNOWN_SHARD);
+        assert_eq!(&*records[0].shard_id, UNKNOWN_SHARD);
+
+        // Records share their shard's name, but each keeps its own.
+        let json = event_json(
+            &["1", "2", "3"],
+            &[
+                Some("shardId-000000000001:1"),
+                Some("shardId-000000000002:2"),
+                None,
+            ],
+        );
+        let records = into_stream_records(kinesis_event_from_slice(json.as_bytes())?);
+        let shards: Vec<&str> = records.iter().map(|r| &*r.shard_id).collect();
+        assert_eq!(
+            shards,
+            [
+                "shardId-000000000001",
+                "shardId-000000000002",
+                "shardId-000000000001"
+            ]
+        );
         Ok(())
     }
 

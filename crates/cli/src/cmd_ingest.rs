@@ -1,14 +1,15 @@
 //! `sluice ingest`: the ingest core over a file or stdin, one record per line, into a directory
 //! laid out exactly like the data bucket.
 
-use std::io::BufRead as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::{IngestConfig, IngestPipeline, IngestStats, LocalDirStore, StreamRecord};
 
+use crate::line_reader::LineReader;
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -46,41 +47,43 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         ..IngestConfig::default()
     });
     let store = LocalDirStore::new(&args.out);
-    let (reader, total_bytes): (Box<dyn std::io::BufRead>, Option<u64>) =
+    let (reader, total_bytes): (Box<dyn std::io::Read>, Option<u64>) =
         if args.input.as_os_str() == "-" {
             (Box::new(std::io::stdin().lock()), None)
         } else {
             let file = std::fs::File::open(&args.input)
                 .with_context(|| format!("opening {}", args.input.display()))?;
             let len = file.metadata().ok().map(|m| m.len());
-            (
-                Box::new(std::io::BufReader::with_capacity(1 << 20, file)),
-                len,
-            )
+            (Box::new(file), len)
         };
     let progress = progress_bar(total_bytes, args.json);
     let started = Instant::now();
     let mut total = IngestStats::default();
-    let mut lines = reader.split(b'\n');
+    let mut lines = LineReader::new(reader);
+    let shard: Arc<str> = args.shard.as_str().into();
     let mut line_no: u64 = 0;
     loop {
         let now = report::now_ms();
         let mut batch = Vec::with_capacity(args.batch_size.min(1 << 20));
-        for line in lines.by_ref().take(args.batch_size.max(1)) {
-            let data = line.context("reading input")?;
+        let mut batch_bytes = 0;
+        for _ in 0..args.batch_size.max(1) {
+            let Some(data) = lines.next_line().context("reading input")? else {
+                break;
+            };
             line_no += 1;
-            progress.inc(data.len() as u64 + 1);
+            batch_bytes += data.len() as u64 + 1;
             if data.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             batch.push(StreamRecord {
-                shard_id: args.shard.clone(),
+                shard_id: Arc::clone(&shard),
                 sequence_number: line_no.to_string(),
                 partition_key: args.partition_key.clone(),
                 arrival_ms: now,
                 data,
             });
         }
+        progress.inc(batch_bytes);
         if batch.is_empty() {
             break;
         }

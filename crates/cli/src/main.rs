@@ -20,6 +20,7 @@ mod cmd_ingest;
 mod cmd_local;
 mod cmd_rules;
 mod demo_rules;
+mod line_reader;
 mod report;
 mod stdout_closed;
 mod stores;

@@ -29,7 +29,7 @@ fn records(n: usize) -> Vec<StreamRecord> {
             sequence_number: (49_000_000_000u64 + i as u64).to_string(),
             partition_key: e.partition_key,
             arrival_ms: NOW,
-            data: e.payload,
+            data: e.payload.into(),
         })
         .collect()
 }

@@ -37,7 +37,7 @@ impl DeadLetter {
         data: &[u8],
     ) -> Self {
         Self {
-            shard_id: record.shard_id.clone(),
+            shard_id: record.shard_id.to_string(),
             sequence_number: record.sequence_number.clone(),
             sub_sequence,
             partition_key: record.partition_key.clone(),
@@ -91,7 +91,7 @@ mod tests {
             sequence_number: "42".into(),
             partition_key: "acme/api".into(),
             arrival_ms: 1,
-            data: vec![0xff, 0xfe],
+            data: vec![0xff, 0xfe].into(),
         };
         let letter = DeadLetter::new(
             &record,

@@ -55,13 +55,13 @@ impl EmbeddedStream {
         let shard = &mut self.shards[index];
         shard.next_sequence += 1;
         let record = StreamRecord {
-            shard_id: shard.id.clone(),
+            shard_id: shard.id.as_str().into(),
             sequence_number: shard.next_sequence.to_string(),
             partition_key: partition_key.to_owned(),
             arrival_ms,
-            data,
+            data: data.into(),
         };
-        let ids = (record.shard_id.clone(), record.sequence_number.clone());
+        let ids = (shard.id.clone(), record.sequence_number.clone());
         shard.records.push_back(record);
         ids
     }

@@ -1,19 +1,23 @@
 //! What arrives from the stream: one Kinesis record, stripped of anything AWS-specific.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+
 /// One record as the stream delivered it. Lambda's `KinesisEventRecord`, the local runner and the
 /// embedded stream all convert to this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRecord {
-    /// Shard the record came from, e.g. `shardId-000000000000`.
-    pub shard_id: String,
+    /// Shard the record came from (shared by every record of a batch), e.g. `shardId-000000000000`.
+    pub shard_id: Arc<str>,
     /// The record's sequence number (a decimal string of up to 128 bits).
     pub sequence_number: String,
     /// The partition key the producer chose; sluice producers use `tenant/service`.
     pub partition_key: String,
     /// When Kinesis accepted the record (`approximateArrivalTimestamp`), ms since the epoch.
     pub arrival_ms: i64,
-    /// The payload, exactly as put.
-    pub data: Vec<u8>,
+    /// The payload, exactly as put. `Bytes`, so that many records can share one read buffer.
+    pub data: Bytes,
 }
 
 /// Compares two Kinesis sequence numbers (decimal strings without leading zeros).

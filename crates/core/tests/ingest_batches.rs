@@ -25,7 +25,7 @@ fn record(seq: u64, key: &str, data: impl Into<Vec<u8>>) -> StreamRecord {
         sequence_number: format!("4959{seq:040}"),
         partition_key: key.into(),
         arrival_ms: ARRIVAL,
-        data: data.into(),
+        data: data.into().into(),
     }
 }
 
@@ -307,7 +307,7 @@ fn rejects_every_bad_kind_with_its_reason_and_keeps_the_rest() {
     );
     assert_eq!(
         letters[2].raw().ok(),
-        Some(records[3].data.clone()),
+        Some(records[3].data.to_vec()),
         "raw bytes are kept"
     );
     assert_eq!(batch.stats.rejected_total(), 10);

@@ -74,7 +74,7 @@ fn window_quantiles_are_within_one_percent_and_the_incident_shows() {
             sequence_number: i.to_string(),
             partition_key: key.clone(),
             arrival_ms: ts + 100,
-            data: payload.clone(),
+            data: payload.clone().into(),
         })
         .collect();
     let mut agg = WindowAggregator::new(WindowConfig::default());
@@ -132,7 +132,7 @@ fn pattern_mining_recovers_the_generated_templates() {
             sequence_number: i.to_string(),
             partition_key: key.clone(),
             arrival_ms: ts + 100,
-            data: payload.clone(),
+            data: payload.clone().into(),
         })
         .collect();
     let mut agg = WindowAggregator::new(WindowConfig::default());

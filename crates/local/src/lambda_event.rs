@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(r["kinesis"]["partitionKey"], "acme/checkout");
         // What the function converts the event to: the shard, and the arrival to the ms.
         let converted = sluice_aws::kinesis::into_stream_records(event);
-        assert_eq!(converted[0].shard_id, "shardId-000000000003");
+        assert_eq!(&*converted[0].shard_id, "shardId-000000000003");
         assert_eq!(converted[0].arrival_ms, 1_736_937_000_987);
         Ok(())
     }

@@ -86,17 +86,17 @@ async fn seed_partials(store: &LocalDirStore) {
     let records: Vec<StreamRecord> = Generator::new(config)
         .enumerate()
         .map(|(i, e)| StreamRecord {
-            shard_id: format!("shardId-{:012}", i % 2),
+            shard_id: format!("shardId-{:012}", i % 2).into(),
             sequence_number: i.to_string(),
             partition_key: e.partition_key,
             arrival_ms: e.ts_ms + 200,
-            data: e.payload,
+            data: e.payload.into(),
         })
         .collect();
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         let mine: Vec<StreamRecord> = records
             .iter()
-            .filter(|r| r.shard_id == shard)
+            .filter(|r| *r.shard_id == *shard)
             .cloned()
             .collect();
         let mut agg = WindowAggregator::new(WindowConfig::default());

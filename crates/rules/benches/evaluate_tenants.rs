@@ -81,11 +81,11 @@ fn partials() -> Vec<(String, Vec<TenantWindow>)> {
     let records: Vec<StreamRecord> = Generator::new(config)
         .enumerate()
         .map(|(i, e)| StreamRecord {
-            shard_id: format!("shardId-{:012}", i % 2),
+            shard_id: format!("shardId-{:012}", i % 2).into(),
             sequence_number: i.to_string(),
             partition_key: e.partition_key,
             arrival_ms: e.ts_ms + 200,
-            data: e.payload,
+            data: e.payload.into(),
         })
         .collect();
     (0..2)
@@ -93,7 +93,7 @@ fn partials() -> Vec<(String, Vec<TenantWindow>)> {
             let id = format!("shardId-{shard:012}");
             let mine: Vec<StreamRecord> = records
                 .iter()
-                .filter(|r| r.shard_id == id)
+                .filter(|r| *r.shard_id == *id)
                 .cloned()
                 .collect();
             let mut agg = WindowAggregator::new(WindowConfig::default());

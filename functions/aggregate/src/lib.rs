@@ -93,7 +93,7 @@ pub async fn handle(
     let shard = props
         .shard_id
         .clone()
-        .or_else(|| records.first().map(|r| r.shard_id.clone()))
+        .or_else(|| records.first().map(|r| r.shard_id.to_string()))
         .unwrap_or_else(|| "unknown-shard".to_owned());
     let window_start = parse_rfc3339_ms(&props.window.start).ok_or_else(|| {
         AggregateError::Event(format!(

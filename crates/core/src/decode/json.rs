@@ -141,7 +141,9 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Reads any value; containers come back as [`Value::Raw`].
+    /// Reads any value; containers come back as [`Value::Raw`]. Always inlined: returned
+    /// through memory, the value cost a store-forwarding stall per field.
+    #[inline(always)]
     pub fn value(&mut self) -> Result<Value<'a>, JsonError> {
         match self.peek() {
             Some(b'"') => Ok(Value::Str(self.string()?)),
@@ -203,8 +205,8 @@ impl<'a> Scanner<'a> {
     fn skip_string(&mut self) -> Result<(), JsonError> {
         let b = self.bytes();
         let mut i = self.pos + 1;
-        while let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) {
-            i += off;
+        while let Some(at) = find_quote_or_backslash(b, i) {
+            i = at;
             if b[i] == b'"' {
                 self.pos = i + 1;
                 return Ok(());
@@ -218,44 +220,36 @@ impl<'a> Scanner<'a> {
         Err(self.err("unterminated string"))
     }
 
-    /// Reads a string, borrowing it when it has no escapes.
+    /// Reads a string, borrowing it when it has no escapes (inlined, as [`Scanner::value`]).
+    #[inline(always)]
     pub fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string"));
         }
         let b = self.bytes();
         let start = self.pos + 1;
-        // Keys and most values are short: a plain loop over the first bytes beats setting up
-        // a SIMD search; longer strings fall through to memchr.
-        let short_end = (start + 24).min(b.len());
-        let mut i = start;
-        while i < short_end {
-            match b[i] {
-                b'"' => {
-                    self.pos = i + 1;
-                    return Ok(Cow::Borrowed(&self.src[start..i]));
-                }
-                b'\\' => break,
-                _ => i += 1,
-            }
-        }
-        match memchr::memchr2(b'"', b'\\', &b[i..]).map(|off| off + i - start) {
+        match find_quote_or_backslash(b, start).map(|end| end - start) {
             Some(off) if b[start + off] == b'"' => {
                 self.pos = start + off + 1;
                 Ok(Cow::Borrowed(&self.src[start..start + off]))
             }
-            Some(off) => {
-                let mut out = String::with_capacity(off + 16);
-                out.push_str(&self.src[start..start + off]);
-                self.pos = start + off;
-                self.unescape_into(&mut out)?;
-                Ok(Cow::Owned(out))
-            }
+            Some(off) => self.escaped_string(start, off),
             None => {
                 self.pos = b.len();
                 Err(self.err("unterminated string"))
             }
         }
+    }
+
+    /// The rest of [`Scanner::string`] for a string with an escape `off` bytes after `start`.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, off: usize) -> Result<Cow<'a, str>, JsonError> {
+        let mut out = String::with_capacity(off + 16);
+        out.push_str(&self.src[start..start + off]);
+        self.pos = start + off;
+        self.unescape_into(&mut out)?;
+        Ok(Cow::Owned(out))
     }
 
     /// Continues a string at an escape, appending to `out` until the closing quote.
@@ -350,6 +344,34 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// The first `"` or `\\` at or after `from`. Keys and most values are short, so the first bytes
+/// are searched eight at a time in a register (SWAR, no SIMD set-up); the rest of a long string
+/// goes to memchr.
+#[inline]
+fn find_quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    let mut i = from;
+    let swar_end = b.len().min(from.saturating_add(64));
+    while i + 8 <= swar_end {
+        let Ok(word) = <[u8; 8]>::try_from(&b[i..i + 8]) else {
+            break;
+        };
+        let w = u64::from_le_bytes(word);
+        let (q, s) = (w ^ QUOTES, w ^ BACKSLASHES);
+        // Each term marks the lowest zero byte exactly (higher marks may be false positives),
+        // so the lowest mark of either is the first match.
+        let hits = (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s) & HIGH;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    memchr::memchr2(b'"', b'\\', b.get(i..)?).map(|off| i + off)
+}
+
 /// Parses a JSON number's text as f64 (exactly, like `str::parse`).
 pub fn parse_f64(text: &str) -> Option<f64> {
     lexical_core::parse::<f64>(text.as_bytes()).ok()
@@ -384,6 +406,31 @@ mod tests {
         let f = fields(r#"{"m":"a\"b\\c\n\u00e9\ud83d\ude00"}"#)?;
         assert_eq!(f[0].1, Value::Str(Cow::Owned("a\"b\\c\né😀".into())));
         Ok(())
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash_at_every_offset_and_length() {
+        for len in 0..80 {
+            for at in 0..=len {
+                for special in [b'"', b'\\'] {
+                    let mut text = vec![b'a'; len];
+                    // Bytes that are one bit away from the specials, and UTF-8 high bytes.
+                    for (i, c) in text.iter_mut().enumerate() {
+                        *c = [b'a', b'#', b'!', b']', 0xa2, 0xdc][i % 6];
+                    }
+                    if at < len {
+                        text[at] = special;
+                    }
+                    let want = (at < len).then_some(at);
+                    assert_eq!(find_quote_or_backslash(&text, 0), want, "{len} {at}");
+                    if at > 0 && at < len {
+                        text[len - 1] = b'"';
+                        assert_eq!(find_quote_or_backslash(&text, 1), Some(at), "{len} {at}");
+                    }
+                }
+            }
+        }
+        assert_eq!(find_quote_or_backslash(b"ab", 5), None);
     }
 
     #[test]

@@ -45,7 +45,40 @@ impl Unit {
 /// The canonical field for a (possibly dotted) field name, if any: one hash and one compare,
 /// through a table built once from [`lookup_slow`].
 pub fn lookup(name: &str) -> Option<Field> {
-    TABLE.get(name)
+    TABLE.get(0, name)
+}
+
+/// [`lookup`] of `container.key` (a member of a nested object; `None` is the top level),
+/// without building the dotted string.
+#[inline]
+pub fn lookup_in(container: Option<Container>, key: &str) -> Option<Field> {
+    TABLE.get(container.map_or(0, |c| c.index), key)
+}
+
+/// An object whose members are looked up as `name.member` (ECS / OpenTelemetry style nesting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Container {
+    /// 1-based position in [`CONTAINERS`] (0 is the top level in the table).
+    index: u8,
+    pub name: &'static str,
+}
+
+/// Every container, in the order of [`Container::index`].
+const CONTAINERS: [&str; 12] = [
+    "http", "service", "host", "trace", "span", "log", "cloud", "url", "request", "response",
+    "event", "tenant",
+];
+
+/// The container a top-level field name opens, if it is one.
+#[inline]
+pub fn container(name: &str) -> Option<Container> {
+    CONTAINERS
+        .iter()
+        .position(|c| *c == name)
+        .map(|i| Container {
+            index: i as u8 + 1,
+            name: CONTAINERS[i],
+        })
 }
 
 /// Every alias, as the table is built from.
@@ -161,50 +194,71 @@ const ALIASES: &[&str] = &[
 static TABLE: std::sync::LazyLock<AliasTable> = std::sync::LazyLock::new(AliasTable::build);
 
 /// Open addressing over a cheap hash: field names are short, so this beats both a `match` on
-/// strings (a compare per pattern) and a general-purpose hasher.
+/// strings (a compare per pattern) and a general-purpose hasher. Each entry is a name at the top
+/// level (container 0) or a member name inside one container.
 struct AliasTable {
-    slots: Vec<Option<(&'static str, Field)>>,
+    slots: Vec<Option<(u8, &'static str, Field)>>,
     mask: usize,
 }
 
-/// A cheap hash of length and three sampled bytes; collisions are resolved by probing.
-#[inline]
-fn quick_hash(s: &str) -> usize {
-    let b = s.as_bytes();
-    let Some((&first, &last)) = b.first().zip(b.last()) else {
-        return 0;
+/// A cheap hash of the container, the length and three sampled bytes; collisions are resolved
+/// by probing.
+#[inline(always)]
+fn quick_hash(container: u8, key: &[u8]) -> usize {
+    let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
+        return usize::from(container);
     };
-    let mixed = (b.len() as u64)
+    let mixed = (key.len() as u64)
         | u64::from(first) << 8
         | u64::from(last) << 16
-        | u64::from(b[b.len() / 2]) << 24;
+        | u64::from(key[key.len() / 2]) << 24
+        | u64::from(container) << 32;
     (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize
+}
+
+/// Byte equality without a call to `memcmp`: names are a few bytes long.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl AliasTable {
     fn build() -> Self {
-        let size = (ALIASES.len() * 4).next_power_of_two();
-        let mut slots = vec![None; size];
-        let mask = size - 1;
+        let mut entries = Vec::new();
         for &alias in ALIASES {
             if let Some(field) = lookup_slow(alias) {
-                let mut i = quick_hash(alias) & mask;
-                while slots[i].is_some() {
-                    i = (i + 1) & mask;
+                entries.push((0, alias, field));
+                let nested = alias
+                    .split_once('.')
+                    .and_then(|(prefix, rest)| Some((container(prefix)?, rest)));
+                if let Some((c, rest)) = nested {
+                    entries.push((c.index, rest, field));
                 }
-                slots[i] = Some((alias, field));
             }
+        }
+        let size = (entries.len() * 4).next_power_of_two();
+        let mut slots = vec![None; size];
+        let mask = size - 1;
+        for (container, name, field) in entries {
+            let mut i = quick_hash(container, name.as_bytes()) & mask;
+            while slots[i].is_some() {
+                i = (i + 1) & mask;
+            }
+            slots[i] = Some((container, name, field));
         }
         Self { slots, mask }
     }
 
-    #[inline]
-    fn get(&self, name: &str) -> Option<Field> {
-        let mut i = quick_hash(name) & self.mask;
+    #[inline(always)]
+    fn get(&self, container: u8, key: &str) -> Option<Field> {
+        let key = key.as_bytes();
+        let mut i = quick_hash(container, key) & self.mask;
         loop {
             match self.slots[i] {
                 None => return None,
-                Some((alias, field)) if alias == name => return Some(field),
+                Some((c, name, field)) if c == container && same_bytes(name.as_bytes(), key) => {
+                    return Some(field);
+                }
                 Some(_) => i = (i + 1) & self.mask,
             }
         }
@@ -256,25 +310,6 @@ pub fn lookup_slow(name: &str) -> Option<Field> {
     })
 }
 
-/// Objects whose members are looked up as `prefix.member` (ECS / OpenTelemetry style nesting).
-pub fn is_known_container(name: &str) -> bool {
-    matches!(
-        name,
-        "http"
-            | "service"
-            | "host"
-            | "trace"
-            | "span"
-            | "log"
-            | "cloud"
-            | "url"
-            | "request"
-            | "response"
-            | "event"
-            | "tenant"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +337,31 @@ mod tests {
         for miss in ["", "user", "tsx", "Level", "http.user_agent", "order_id"] {
             assert_eq!(lookup(miss), None, "{miss}");
         }
+    }
+
+    #[test]
+    fn nested_members_are_looked_up_as_their_dotted_names() {
+        for alias in ALIASES {
+            if let Some((prefix, key)) = alias.split_once('.') {
+                let c = container(prefix);
+                assert!(
+                    c.is_some(),
+                    "{alias}: {prefix} must be a container to be found nested"
+                );
+                assert_eq!(lookup_in(c, key), lookup_slow(alias), "{alias}");
+            }
+            assert_eq!(lookup_in(None, alias), lookup_slow(alias), "{alias}");
+        }
+        let c = container;
+        assert_eq!(lookup_in(c("http"), "status_code"), Some(Field::HttpStatus));
+        assert_eq!(lookup_in(c("http"), "user_agent"), None);
+        assert_eq!(
+            lookup_in(c("http"), "request.method"),
+            Some(Field::HttpMethod)
+        );
+        assert_eq!(lookup_in(c("service"), "name.x"), None);
+        assert_eq!(lookup_in(c("service"), "status_code"), None);
+        assert_eq!(lookup_in(c("host"), "name"), Some(Field::Host));
+        assert_eq!(container("htt"), None);
     }
 }

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use crate::decode::json::{JsonError, Scanner, Value, parse_f64};
 use crate::error::RejectReason;
 use crate::level::Level;
-use aliases::{Field, lookup};
+use aliases::{Container, Field, lookup_in};
 
 /// The canonical fields found in one event. Strings borrow from the input where they can.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -98,28 +98,21 @@ pub fn normalize_object<'a>(
 
 fn walk<'a>(
     scanner: &mut Scanner<'a>,
-    prefix: Option<&str>,
+    inside: Option<Container>,
     fields: &mut Fields<'a>,
     attrs: &mut AttrsBuf,
     bad_ts: &mut Option<String>,
 ) -> Result<(), JsonError> {
-    let depth = usize::from(prefix.is_some());
+    let depth = usize::from(inside.is_some());
+    let prefix = inside.map(|c| c.name);
     scanner.object(depth, |key, raw_key, s| {
-        let mut dotted = String::new();
-        let name: &str = match prefix {
-            Some(p) => {
-                dotted.reserve(p.len() + 1 + key.len());
-                dotted.push_str(p);
-                dotted.push('.');
-                dotted.push_str(key);
-                &dotted
-            }
-            None => key,
-        };
-        if prefix.is_none() && s.peek() == Some(b'{') && aliases::is_known_container(key) {
-            return walk(s, Some(key), fields, attrs, bad_ts);
+        if inside.is_none()
+            && s.peek() == Some(b'{')
+            && let Some(c) = aliases::container(key)
+        {
+            return walk(s, Some(c), fields, attrs, bad_ts);
         }
-        let Some(field) = lookup(name) else {
+        let Some(field) = lookup_in(inside, key) else {
             let raw = s.skip_value()?;
             attrs.push(prefix, raw_key, raw);
             return Ok(());
@@ -134,6 +127,8 @@ fn walk<'a>(
 }
 
 /// Stores `value` as `field`; false when the value does not fit (it then goes to `attrs`).
+/// Inlined into the field loop, so the value stays in registers.
+#[inline(always)]
 fn take<'a>(
     field: Field,
     value: Value<'a>,
@@ -168,45 +163,14 @@ fn take<'a>(
             }
             true
         }
-        Field::Level => match &value {
-            Value::Str(s) => match Level::parse(s) {
-                Some(l) => {
-                    f.level = Some(l);
-                    true
-                }
-                None => false,
-            },
-            Value::Num(n) => match n.parse().ok().and_then(Level::from_number) {
-                Some(l) => {
-                    f.level = Some(l);
-                    true
-                }
-                None => false,
-            },
-            _ => false,
-        },
+        Field::Level => take_level(&value, f),
         Field::StatusOrLevel => match &value {
-            Value::Num(n) => take(Field::HttpStatus, Value::Num(n), f, bad_ts),
-            Value::Str(s) if s.bytes().all(|c| c.is_ascii_digit()) => {
-                take(Field::HttpStatus, value, f, bad_ts)
-            }
-            Value::Str(_) => take(Field::Level, value, f, bad_ts),
+            Value::Num(_) => take_status(&value, f),
+            Value::Str(s) if s.bytes().all(|c| c.is_ascii_digit()) => take_status(&value, f),
+            Value::Str(_) => take_level(&value, f),
             _ => false,
         },
-        Field::HttpStatus => {
-            let code = match &value {
-                Value::Num(n) => n.parse::<u16>().ok(),
-                Value::Str(s) => s.parse::<u16>().ok(),
-                _ => None,
-            };
-            match code.filter(|c| (100..=599).contains(c)) {
-                Some(c) => {
-                    f.http_status = Some(c);
-                    true
-                }
-                None => false,
-            }
-        }
+        Field::HttpStatus => take_status(&value, f),
         Field::Latency(unit) => {
             let v = match &value {
                 Value::Num(n) => parse_f64(n),
@@ -258,6 +222,31 @@ fn take<'a>(
             *slot = Some(s);
             true
         }
+    }
+}
+
+fn take_level(value: &Value<'_>, f: &mut Fields<'_>) -> bool {
+    let level = match value {
+        Value::Str(s) => Level::parse(s),
+        Value::Num(n) => n.parse().ok().and_then(Level::from_number),
+        _ => None,
+    };
+    f.level = level.or(f.level);
+    level.is_some()
+}
+
+fn take_status(value: &Value<'_>, f: &mut Fields<'_>) -> bool {
+    let code = match value {
+        Value::Num(n) => n.parse::<u16>().ok(),
+        Value::Str(s) => s.parse::<u16>().ok(),
+        _ => None,
+    };
+    match code.filter(|c| (100..=599).contains(c)) {
+        Some(c) => {
+            f.http_status = Some(c);
+            true
+        }
+        None => false,
     }
 }
 
