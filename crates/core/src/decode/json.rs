@@ -126,10 +126,17 @@ impl<'a> Scanner<'a> {
                 return Err(self.err("expected a quoted key"));
             }
             let raw_start = self.pos + 1;
-            let key = self.string()?;
+            let escaped;
+            let key = match self.plain_string() {
+                Some(key) => key,
+                None => {
+                    escaped = self.string()?;
+                    &escaped
+                }
+            };
             let raw_key = &self.src[raw_start..self.pos - 1];
             self.expect(b':', "expected ':' after key")?;
-            field(&key, raw_key, self)?;
+            field(key, raw_key, self)?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
@@ -146,7 +153,10 @@ impl<'a> Scanner<'a> {
     #[inline(always)]
     pub fn value(&mut self) -> Result<Value<'a>, JsonError> {
         match self.peek() {
-            Some(b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'"') => match self.plain_string() {
+                Some(s) => Ok(Value::Str(Cow::Borrowed(s))),
+                None => self.string().map(Value::Str),
+            },
             Some(b'{' | b'[') => {
                 let start = self.pos;
                 self.skip_container()?;
@@ -218,6 +228,22 @@ impl<'a> Scanner<'a> {
         }
         self.pos = b.len();
         Err(self.err("unterminated string"))
+    }
+
+    /// The string at the position (which must be its opening quote) when it has no escapes,
+    /// and the position moves past it; `None` leaves the position alone. Returns a plain `&str`
+    /// (two registers), the fast path of keys and values.
+    #[inline(always)]
+    pub fn plain_string(&mut self) -> Option<&'a str> {
+        let b = self.bytes();
+        let start = self.pos + 1;
+        let end = find_quote_or_backslash(b, start)?;
+        if b[end] != b'"' {
+            return None;
+        }
+        let text = self.src.get(start..end)?;
+        self.pos = end + 1;
+        Some(text)
     }
 
     /// Reads a string, borrowing it when it has no escapes (inlined, as [`Scanner::value`]).

@@ -118,6 +118,16 @@ fn walk<'a>(
             return Ok(());
         };
         let start = s.pos();
+        // The common case first, with the variant known where `take` is inlined: the value
+        // then never goes through memory.
+        if s.peek() == Some(b'"')
+            && let Some(text) = s.plain_string()
+        {
+            if !take(field, Value::Str(Cow::Borrowed(text)), fields, bad_ts) {
+                attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+            }
+            return Ok(());
+        }
         let value = s.value()?;
         if !take(field, value, fields, bad_ts) {
             attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
@@ -301,6 +311,18 @@ mod tests {
         assert_eq!(parsed["service.version"], "1.2");
         assert_eq!(parsed["http.user_agent"], "curl");
         assert_eq!(parsed["user"]["id"], 7);
+    }
+
+    #[test]
+    fn escaped_keys_and_values_are_unescaped_before_lookup() {
+        let (f, attrs) =
+            norm(r#"{"m\u0073g":"a \"quoted\" word","http":{"st\u0061tus_code":503,"x\"y":1}}"#);
+        assert_eq!(f.message.as_deref(), Some(r#"a "quoted" word"#));
+        assert_eq!(f.http_status, Some(503));
+        // Unknown keys keep their original escapes in attrs, which stays valid JSON.
+        let attrs = attrs.expect("unknown field kept");
+        let parsed: serde_json::Value = serde_json::from_str(&attrs).expect("attrs is JSON");
+        assert_eq!(parsed["http.x\"y"], 1);
     }
 
     #[test]
