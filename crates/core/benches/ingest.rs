@@ -56,7 +56,7 @@ impl EventSink for CountingSink {
     fn event(
         &mut self,
         _: u32,
-        fields: Fields<'_>,
+        fields: &Fields<'_>,
         attrs: Option<&str>,
         _: &EventDefaults<'_>,
     ) -> Result<(), RejectReason> {

@@ -41,7 +41,7 @@ impl EventSink for AggregateSink<'_> {
     fn event(
         &mut self,
         _sub: u32,
-        fields: Fields<'_>,
+        fields: &Fields<'_>,
         _attrs: Option<&str>,
         defaults: &EventDefaults<'_>,
     ) -> Result<(), RejectReason> {
@@ -49,7 +49,7 @@ impl EventSink for AggregateSink<'_> {
             self.config,
             self.record,
             self.reference_ms,
-            &fields,
+            fields,
             defaults,
         )?;
         self.aggregator.add(&AggEvent {

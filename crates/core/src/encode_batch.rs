@@ -90,7 +90,7 @@ impl EventSink for BatchSink<'_> {
     fn event(
         &mut self,
         sub: u32,
-        fields: Fields<'_>,
+        fields: &Fields<'_>,
         attrs: Option<&str>,
         defaults: &EventDefaults<'_>,
     ) -> Result<(), RejectReason> {
@@ -98,7 +98,7 @@ impl EventSink for BatchSink<'_> {
             self.config,
             self.record,
             self.reference_ms,
-            &fields,
+            fields,
             defaults,
         )?;
         let row = Row {
@@ -107,7 +107,7 @@ impl EventSink for BatchSink<'_> {
             tenant: r.tenant,
             service: r.service,
             level: r.level,
-            fields: &fields,
+            fields,
             attrs,
             event_id: fields.event_id.as_deref().or(defaults.event_id),
             origin: Origin {

@@ -35,19 +35,20 @@ pub fn resolve<'r>(
     fields: &'r Fields<'_>,
     defaults: &EventDefaults<'r>,
 ) -> Result<Resolved<'r>, RejectReason> {
-    let (pk_tenant, pk_service) = split_partition_key(&record.partition_key);
+    // Most events name their tenant and service: split the partition key only when needed.
+    let partition_key = || split_partition_key(&record.partition_key);
     let tenant = fields
         .tenant
         .as_deref()
         .or(defaults.tenant)
-        .or(pk_tenant)
+        .or_else(|| partition_key().0)
         .ok_or(RejectReason::NoTenant)?;
     validate_name("tenant", tenant)?;
     let service = fields
         .service
         .as_deref()
         .or(defaults.service)
-        .or(pk_service)
+        .or_else(|| partition_key().1)
         .unwrap_or("unknown");
     if service.len() > 256 {
         return Err(RejectReason::InvalidName {

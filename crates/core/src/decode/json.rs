@@ -82,11 +82,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The next non-whitespace byte, without consuming it.
-    #[inline]
+    /// The next non-whitespace byte, without consuming it. Compact JSON has none to skip, so
+    /// that is checked first.
+    #[inline(always)]
     pub fn peek(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.bytes().get(self.pos).copied()
+        match self.bytes().get(self.pos) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => {
+                self.skip_ws();
+                self.bytes().get(self.pos).copied()
+            }
+        }
     }
 
     /// True when only whitespace is left.

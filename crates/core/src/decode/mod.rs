@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use crate::error::RejectReason;
 use crate::level::Level;
-use crate::normalize::{AttrsBuf, Fields, normalize_object};
+use crate::normalize::{AttrsBuf, Fields, normalize_object, normalize_object_into};
 use cloudwatch::CloudWatchMapping;
 use json::Scanner;
 
@@ -51,7 +51,7 @@ pub trait EventSink {
     fn event(
         &mut self,
         sub: u32,
-        fields: Fields<'_>,
+        fields: &Fields<'_>,
         attrs: Option<&str>,
         defaults: &EventDefaults<'_>,
     ) -> Result<(), RejectReason>;
@@ -152,7 +152,7 @@ impl Decoder {
                 Ok(text_fields(message))
             };
             let outcome =
-                result.and_then(|fields| sink.event(sub, fields, self.attrs.as_json(), &defaults));
+                result.and_then(|fields| sink.event(sub, &fields, self.attrs.as_json(), &defaults));
             if let Err(reason) = outcome {
                 // The raw bytes of one CloudWatch event are its message.
                 sink.reject(Some(sub), reason, event.message.as_bytes());
@@ -196,7 +196,7 @@ impl Decoder {
                 self.attrs.clear();
                 let index = *sub;
                 *sub += 1;
-                if let Err(reason) = sink.event(index, text_fields(line), None, defaults) {
+                if let Err(reason) = sink.event(index, &text_fields(line), None, defaults) {
                     sink.reject(Some(index), reason, line.as_bytes());
                 }
             }
@@ -228,10 +228,9 @@ impl Decoder {
                 }
                 b'{' => {
                     *sub += 1;
-                    let outcome =
-                        normalize_object(&mut scanner, &mut self.attrs).and_then(|fields| {
-                            sink.event(index, fields, self.attrs.as_json(), defaults)
-                        });
+                    let mut fields = Fields::default();
+                    let outcome = normalize_object_into(&mut scanner, &mut self.attrs, &mut fields)
+                        .and_then(|()| sink.event(index, &fields, self.attrs.as_json(), defaults));
                     match outcome {
                         Ok(()) => {}
                         Err(reason @ RejectReason::NotJson { .. }) => {

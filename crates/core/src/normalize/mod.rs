@@ -84,16 +84,27 @@ pub fn normalize_object<'a>(
     scanner: &mut Scanner<'a>,
     attrs: &mut AttrsBuf,
 ) -> Result<Fields<'a>, RejectReason> {
-    attrs.clear();
     let mut fields = Fields::default();
+    normalize_object_into(scanner, attrs, &mut fields)?;
+    Ok(fields)
+}
+
+/// [`normalize_object`] into `fields` (which should start empty): the decoder's hot path, where
+/// the fields are built in place instead of being moved through return values.
+pub fn normalize_object_into<'a>(
+    scanner: &mut Scanner<'a>,
+    attrs: &mut AttrsBuf,
+    fields: &mut Fields<'a>,
+) -> Result<(), RejectReason> {
+    attrs.clear();
     let mut bad_ts: Option<String> = None;
-    walk(scanner, None, &mut fields, attrs, &mut bad_ts).map_err(|e| RejectReason::NotJson {
+    walk(scanner, None, fields, attrs, &mut bad_ts).map_err(|e| RejectReason::NotJson {
         detail: e.to_string(),
     })?;
-    if let Some(detail) = bad_ts {
-        return Err(RejectReason::TimestampOutOfRange { detail });
+    match bad_ts {
+        Some(detail) => Err(RejectReason::TimestampOutOfRange { detail }),
+        None => Ok(()),
     }
-    Ok(fields)
 }
 
 fn walk<'a>(
