@@ -249,14 +249,6 @@ impl Evaluator<'_> {
             None => (TenantState::default(), None),
         };
         let summary = WindowSummary::from_window(window, |id| state.known_patterns.contains(id));
-        let metrics = metrics_out::encode(&[&summary])?;
-        self.data
-            .put(
-                &metrics_out::metrics_key(tenant, window.start_ms),
-                Bytes::from(metrics),
-                "application/vnd.apache.parquet",
-            )
-            .await?;
         let mut report = TenantReport {
             tenant: tenant.to_owned(),
             summary,
@@ -273,9 +265,19 @@ impl Evaluator<'_> {
             .last_window_start
             .is_some_and(|last| last >= window.start_ms)
         {
+            // The run that evaluated this window wrote its metrics before it advanced the
+            // state, so a retry writes nothing at all.
             report.already_evaluated = true;
             return Ok(report);
         }
+        let metrics = metrics_out::encode(&[&report.summary])?;
+        self.data
+            .put(
+                &metrics_out::metrics_key(tenant, window.start_ms),
+                Bytes::from(metrics),
+                "application/vnd.apache.parquet",
+            )
+            .await?;
         let config = self.tenant_config(tenant, &mut report).await?;
         let rules = match self.runner.rules(tenant).await {
             Ok(rules) => rules,

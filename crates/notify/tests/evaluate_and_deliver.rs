@@ -189,7 +189,11 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
     let audit = store.list("alerts/tenant=acme/").await.expect("list");
     assert_eq!(audit.len(), 2, "{audit:?}");
 
-    // Evaluating the same windows again sends nothing.
+    // Evaluating the same windows again sends nothing and writes nothing: the metrics, removed
+    // here, are not written again.
+    for key in &metrics {
+        store.delete(key).await.expect("delete metrics");
+    }
     store
         .delete("windows/state/watermark.json")
         .await
@@ -205,6 +209,11 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
             .all(|t| t.already_evaluated)
     );
     assert_eq!(receiver.received().len(), 2, "no duplicate notifications");
+    let rewritten = store.list("metrics/tenant=acme/").await.expect("list");
+    assert!(
+        rewritten.is_empty(),
+        "rewritten by the second run: {rewritten:?}"
+    );
 }
 
 #[tokio::test]
