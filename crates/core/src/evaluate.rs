@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::{decode_partials, window_prefix};
 use crate::alerting::delivery::{Delivery, DeliveryResult, HttpPoster, RetryPolicy, deliver};
 use crate::alerting::lifecycle::{LifecycleConfig, Transition, apply};
-use crate::alerting::model::{AlertRecord, RuleOutput};
+use crate::alerting::model::{AlertRecord, AlertStatus, RuleOutput};
 use crate::alerting::tenant_config::TenantConfig;
 use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
@@ -140,8 +140,11 @@ struct Watermark {
     next_window_start: i64,
 }
 
+/// Where each tenant's [`TenantState`] lives: this, the tenant, `.json`.
+const STATE_PREFIX: &str = "alerts/state/tenant=";
+
 fn state_key(tenant: &str) -> String {
-    format!("alerts/state/tenant={tenant}.json")
+    format!("{STATE_PREFIX}{tenant}.json")
 }
 
 /// Runs evaluations against a data store (partials, metrics, alerts) and a rules store
@@ -222,6 +225,13 @@ impl Evaluator<'_> {
                 }
             }
         }
+        // A tenant that has gone quiet still has its open alerts evaluated, on an empty window:
+        // an alert whose service stopped logging then resolves (and a rule that watches for
+        // silence can fire) instead of staying as it was for ever.
+        for tenant in self.tenants_with_open_alerts(&merged).await? {
+            let window = TenantWindow::new(&tenant, start_ms, start_ms + w.window_ms);
+            merged.insert(tenant, window);
+        }
         let mut tenants = Vec::with_capacity(merged.len());
         for window in merged.values() {
             tenants.push(self.evaluate_tenant(window).await?);
@@ -231,6 +241,41 @@ impl Evaluator<'_> {
             end_ms: start_ms + w.window_ms,
             tenants,
         })
+    }
+
+    /// Tenants with a pending or firing alert that have no partials in this window (`merged`).
+    async fn tenants_with_open_alerts(
+        &self,
+        merged: &BTreeMap<String, TenantWindow>,
+    ) -> Result<Vec<String>, EvaluateError> {
+        let mut open = Vec::new();
+        for key in self.data.list(STATE_PREFIX).await? {
+            let Some(tenant) = key
+                .strip_prefix(STATE_PREFIX)
+                .and_then(|k| k.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if merged.contains_key(tenant) {
+                continue;
+            }
+            let Some(body) = self.data.get(&key).await? else {
+                continue;
+            };
+            let state: TenantState =
+                serde_json::from_slice(&body).map_err(|e| EvaluateError::Corrupt {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                })?;
+            let has_open = state
+                .alerts
+                .values()
+                .any(|a| matches!(a.status, AlertStatus::Pending | AlertStatus::Firing));
+            if has_open {
+                open.push(tenant.to_owned());
+            }
+        }
+        Ok(open)
     }
 
     async fn evaluate_tenant(&self, window: &TenantWindow) -> Result<TenantReport, EvaluateError> {

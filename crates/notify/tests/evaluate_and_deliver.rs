@@ -252,3 +252,49 @@ async fn failed_deliveries_are_kept_and_redriven() {
     );
     assert!(receiver.received().iter().all(|r| r.signature_valid));
 }
+
+#[tokio::test]
+async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    // acme goes quiet from minute 6, in the middle of its incident: no partials after that.
+    let quiet_from = START + 6 * MIN;
+    for key in store.list("windows/partials/").await.expect("list") {
+        let start = sluice_core::evaluate::window_of_key(&key).expect("window in key");
+        if key.contains("/tenant=acme/") && start >= quiet_from {
+            store.delete(&key).await.expect("delete");
+        }
+    }
+    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
+    configure_webhook(&store, &receiver.url()).await;
+    let http = HttpPoster::new().expect("client");
+    let reports = evaluator(&store, &http)
+        .run(START + 20 * MIN)
+        .await
+        .expect("evaluation");
+
+    let got = receiver.received();
+    let statuses: Vec<&str> = got.iter().map(|r| r.payload.status.as_str()).collect();
+    assert_eq!(statuses, ["firing", "resolved"], "{got:#?}");
+    assert!(got.iter().all(|r| r.signature_valid));
+    assert_eq!(
+        got[1].payload.alerts[0].ends_at,
+        sluice_core::normalize::timestamp::format_rfc3339_ms(quiet_from + MIN),
+        "resolved at the end of the first window without logs"
+    );
+    // The quiet tenant is evaluated while it has an open alert, and not after.
+    let acme_windows: Vec<i64> = reports
+        .iter()
+        .filter(|w| w.tenants.iter().any(|t| t.tenant == "acme"))
+        .map(|w| w.start_ms)
+        .collect();
+    assert_eq!(acme_windows.last(), Some(&quiet_from), "{acme_windows:?}");
+    assert!(
+        reports
+            .iter()
+            .filter(|w| w.start_ms < START + 12 * MIN)
+            .all(|w| w.tenants.iter().any(|t| t.tenant != "acme")),
+        "the other tenant is evaluated in every window it has logs in"
+    );
+}
