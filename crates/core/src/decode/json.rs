@@ -136,7 +136,7 @@ impl<'a> Scanner<'a> {
             let key = match self.plain_string() {
                 Some(key) => key,
                 None => {
-                    escaped = self.string()?;
+                    escaped = self.string_with_escapes()?;
                     &escaped
                 }
             };
@@ -161,7 +161,7 @@ impl<'a> Scanner<'a> {
         match self.peek() {
             Some(b'"') => match self.plain_string() {
                 Some(s) => Ok(Value::Str(Cow::Borrowed(s))),
-                None => self.string().map(Value::Str),
+                None => self.string_with_escapes().map(Value::Str),
             },
             Some(b'{' | b'[') => {
                 let start = self.pos;
@@ -258,28 +258,19 @@ impl<'a> Scanner<'a> {
         if self.peek() != Some(b'"') {
             return Err(self.err("expected a string"));
         }
-        let b = self.bytes();
-        let start = self.pos + 1;
-        match find_quote_or_backslash(b, start).map(|end| end - start) {
-            Some(off) if b[start + off] == b'"' => {
-                self.pos = start + off + 1;
-                Ok(Cow::Borrowed(&self.src[start..start + off]))
-            }
-            Some(off) => self.escaped_string(start, off),
-            None => {
-                self.pos = b.len();
-                Err(self.err("unterminated string"))
-            }
+        match self.plain_string() {
+            Some(text) => Ok(Cow::Borrowed(text)),
+            None => self.string_with_escapes(),
         }
     }
 
-    /// The rest of [`Scanner::string`] for a string with an escape `off` bytes after `start`.
+    /// The string at the position (its opening quote) that [`Scanner::plain_string`] could not
+    /// borrow: unescaped into an owned copy, or an error when it is not terminated.
     #[cold]
     #[inline(never)]
-    fn escaped_string(&mut self, start: usize, off: usize) -> Result<Cow<'a, str>, JsonError> {
-        let mut out = String::with_capacity(off + 16);
-        out.push_str(&self.src[start..start + off]);
-        self.pos = start + off;
+    fn string_with_escapes(&mut self) -> Result<Cow<'a, str>, JsonError> {
+        self.pos += 1;
+        let mut out = String::new();
         self.unescape_into(&mut out)?;
         Ok(Cow::Owned(out))
     }
