@@ -143,6 +143,14 @@ struct Watermark {
 /// Where each tenant's [`TenantState`] lives: this, the tenant, `.json`.
 const STATE_PREFIX: &str = "alerts/state/tenant=";
 
+/// The JSON object stored under `key`; one that does not parse is [`EvaluateError::Corrupt`].
+fn read_json<T: serde::de::DeserializeOwned>(key: &str, body: &[u8]) -> Result<T, EvaluateError> {
+    serde_json::from_slice(body).map_err(|e| EvaluateError::Corrupt {
+        key: key.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
 fn state_key(tenant: &str) -> String {
     format!("{STATE_PREFIX}{tenant}.json")
 }
@@ -163,14 +171,7 @@ impl Evaluator<'_> {
     pub async fn run(&self, now_ms: i64) -> Result<Vec<WindowReport>, EvaluateError> {
         let w = &self.config.window;
         let mut next = match self.data.get(WATERMARK_KEY).await? {
-            Some(body) => {
-                serde_json::from_slice::<Watermark>(&body)
-                    .map_err(|e| EvaluateError::Corrupt {
-                        key: WATERMARK_KEY.into(),
-                        detail: e.to_string(),
-                    })?
-                    .next_window_start
-            }
+            Some(body) => read_json::<Watermark>(WATERMARK_KEY, &body)?.next_window_start,
             None => match self.earliest_partial(now_ms).await? {
                 Some(start) => start,
                 None => return Ok(Vec::new()),
@@ -262,11 +263,7 @@ impl Evaluator<'_> {
             let Some(body) = self.data.get(&key).await? else {
                 continue;
             };
-            let state: TenantState =
-                serde_json::from_slice(&body).map_err(|e| EvaluateError::Corrupt {
-                    key: key.clone(),
-                    detail: e.to_string(),
-                })?;
+            let state: TenantState = read_json(&key, &body)?;
             let has_open = state
                 .alerts
                 .values()
@@ -282,15 +279,7 @@ impl Evaluator<'_> {
         let tenant = window.tenant.as_str();
         let key = state_key(tenant);
         let (mut state, version) = match self.data.get_versioned(&key).await? {
-            Some((body, tag)) => (
-                serde_json::from_slice::<TenantState>(&body).map_err(|e| {
-                    EvaluateError::Corrupt {
-                        key: key.clone(),
-                        detail: e.to_string(),
-                    }
-                })?,
-                Some(tag),
-            ),
+            Some((body, tag)) => (read_json::<TenantState>(&key, &body)?, Some(tag)),
             None => (TenantState::default(), None),
         };
         let summary = WindowSummary::from_window(window, |id| state.known_patterns.contains(id));
@@ -553,11 +542,7 @@ pub async fn redrive(
         let Some(body) = data.get(&key).await? else {
             continue;
         };
-        let mut record: Undelivered =
-            serde_json::from_slice(&body).map_err(|e| EvaluateError::Corrupt {
-                key: key.clone(),
-                detail: e.to_string(),
-            })?;
+        let mut record: Undelivered = read_json(&key, &body)?;
         let config = match rules_store
             .get(&format!("tenants/{}.toml", record.tenant))
             .await?
