@@ -142,6 +142,18 @@ impl Recorder {
         self.calls.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Every invocation with a tumbling window: (window start, final?, the records seen in the
+    /// window so far, records in this invocation).
+    fn windows(&self) -> Vec<(i64, bool, String, usize)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| {
+                c.window
+                    .map(|(start, last, seen)| (start, last, seen, c.seqs.len()))
+            })
+            .collect()
+    }
+
     fn delivered(&self) -> Vec<String> {
         let mut all: Vec<String> = self.calls().into_iter().flat_map(|c| c.seqs).collect();
         all.sort();
@@ -345,13 +357,10 @@ async fn a_window_closes_once_when_pages_of_tied_arrival_times_report_no_lag() {
     .await;
 
     let finals: Vec<(i64, String)> = recorder
-        .calls()
+        .windows()
         .into_iter()
-        .filter_map(|c| {
-            c.window
-                .filter(|w| w.1)
-                .map(|(start, _, seen)| (start, seen))
-        })
+        .filter(|(_, last, _, _)| *last)
+        .map(|(start, _, seen, _)| (start, seen))
         .collect();
     assert_eq!(
         finals,
@@ -377,16 +386,8 @@ async fn tumbling_windows_carry_state_and_close_with_a_final_invocation() {
     )
     .await;
 
-    let windows: Vec<(i64, bool, String, usize)> = recorder
-        .calls()
-        .into_iter()
-        .filter_map(|c| {
-            c.window
-                .map(|(start, last, seen)| (start, last, seen, c.seqs.len()))
-        })
-        .collect();
     assert_eq!(
-        windows,
+        recorder.windows(),
         vec![
             (0, false, "a000 a001 ".into(), 2),
             (0, false, "a000 a001 a002 ".into(), 1),
