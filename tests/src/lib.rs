@@ -45,11 +45,7 @@ pub fn endpoint() -> String {
 
 /// The repository root (the workspace this package lives in).
 pub fn repo_root() -> PathBuf {
-    // The test runner sets CARGO_MANIFEST_DIR; the compiled-in path is the fallback.
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("Cargo.toml").is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    sluice_cargo_env::manifest_dir(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
@@ -84,23 +80,7 @@ pub fn sluice_binary() -> anyhow::Result<PathBuf> {
     ])
     .current_dir(repo_root())
     .stderr(std::process::Stdio::inherit());
-    const SET_FOR_THE_TEST: [&str; 9] = [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_CRATE_",
-        "CARGO_BIN_",
-        "CARGO_PRIMARY_PACKAGE",
-        "CARGO_TARGET_TMPDIR",
-        "CARGO_RUSTC_CURRENT_DIR",
-        "OUT_DIR",
-        "NEXTEST",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if SET_FOR_THE_TEST.iter().any(|p| name.starts_with(p)) {
-            cmd.env_remove(&key);
-        }
-    }
+    sluice_cargo_env::remove_cargo_run_vars(&mut cmd, &["NEXTEST"]);
     let out = cmd
         .output()
         .context("running cargo build for the sluice binary")?;

@@ -14,10 +14,7 @@ use anyhow::{Context, Result, bail};
 /// run`) sets `CARGO_MANIFEST_DIR` when it runs the binary; that is preferred over the path
 /// compiled in, which is stale when a shared target directory holds a build from another clone.
 pub fn repo_root() -> PathBuf {
-    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("Cargo.toml").is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let manifest_dir = sluice_cargo_env::manifest_dir(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()
         .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
@@ -38,34 +35,11 @@ pub fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root());
-    // `cargo xtask` runs this binary with the variables cargo sets for a package
-    // (CARGO_PKG_NAME=xtask, CARGO_MANIFEST_DIR, ...). Passed on, they would differ from those
-    // of a cargo started from a shell or a test, and build scripts that watch them would run
-    // again: every build would recompile ring, rustls and the AWS SDK. Builds started here see
-    // the environment a shell gives them.
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if SET_BY_CARGO_RUN
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            cmd.env_remove(&key);
-        }
-    }
+    // `cargo xtask` runs this binary with the variables cargo sets for a package: builds
+    // started here see the environment a shell gives them (see sluice_cargo_env).
+    sluice_cargo_env::remove_cargo_run_vars(&mut cmd, &[]);
     cmd
 }
-
-/// Variables `cargo run` sets for the program it runs (prefixes).
-const SET_BY_CARGO_RUN: [&str; 8] = [
-    "CARGO_PKG_",
-    "CARGO_MANIFEST_",
-    "CARGO_CRATE_",
-    "CARGO_BIN_",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-];
 
 /// Prints a line to stderr prefixed with the xtask marker.
 pub fn note(msg: impl AsRef<str>) {

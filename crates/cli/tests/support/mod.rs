@@ -12,13 +12,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// This package's directory: as the test runner sets it when the test runs, else as compiled
-/// in (stale when a shared target directory holds a build made from another clone).
+/// This package's directory (see [`sluice_cargo_env::manifest_dir`]).
 pub fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.join("Cargo.toml").is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    sluice_cargo_env::manifest_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The repository's plugins workspace.
