@@ -698,10 +698,12 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
     da, ra = f"arn:aws:s3:::{data}", f"arn:aws:s3:::{rules}"
     expected_grants = {
         "IngestFunction": {f"{da}/logs/*": {"s3:PutObject"}, f"{da}/dlq/*": {"s3:PutObject"}},
-        "AggregateFunction": {f"{da}/windows/partials/*": {"s3:PutObject"}},
+        "AggregateFunction": {f"{da}/windows/partials/*": {"s3:PutObject"},
+                              f"{da}/windows/progress/*": {"s3:PutObject"}},
         "EvaluateFunction": {
             da: {"s3:ListBucket"},
             f"{da}/windows/partials/*": {"s3:GetObject"},
+            f"{da}/windows/progress/*": {"s3:GetObject"},
             f"{da}/windows/state/*": {"s3:GetObject", "s3:PutObject"},
             f"{da}/metrics/*": {"s3:PutObject"},
             f"{da}/alerts/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},

@@ -215,11 +215,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 ))
                 .context("writing window partials")?;
         }
-        let reports = runtime
+        let run = runtime
             .block_on(evaluator.run(slice_end))
             .context("evaluating windows")?;
-        windows_evaluated += reports.len();
-        report_windows(&progress, &reports, args.json);
+        windows_evaluated += run.windows.len();
+        report_windows(&progress, &run.windows, args.json);
         alerts.show(&progress, receiver.take(), args.json);
         progress.set_message(format!(
             "minute {:>2}/{SLICES}, {} alerts",
@@ -230,11 +230,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Let the last windows close (end plus allowed lateness) and evaluate them.
     let flush_at =
         start_ms + 3_600_000 + window_config.window_ms + window_config.allowed_lateness_ms;
-    let reports = runtime
+    let run = runtime
         .block_on(evaluator.run(flush_at))
         .context("evaluating the last windows")?;
-    windows_evaluated += reports.len();
-    report_windows(&progress, &reports, args.json);
+    windows_evaluated += run.windows.len();
+    report_windows(&progress, &run.windows, args.json);
     alerts.show(&progress, receiver.take(), args.json);
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();

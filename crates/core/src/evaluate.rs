@@ -1,5 +1,6 @@
 //! The evaluate use case, run on a schedule: find the windows that have closed (end plus allowed
-//! lateness), merge their per-shard partials per tenant, write the window summary as Parquet, run
+//! lateness, and every busy shard's aggregation past that: [`crate::window::progress`]), merge
+//! their per-shard partials per tenant, write the window summary as Parquet, run
 //! the tenant's rules, apply the alert lifecycle, write the audit trail and deliver one signed
 //! notification per tenant.
 //!
@@ -25,6 +26,7 @@ use crate::error::CoreError;
 use crate::partition;
 use crate::store::{BlobStore, Precondition, StoreError};
 use crate::window::metrics_out;
+use crate::window::progress::{self, ShardProgress};
 use crate::window::summary::{KnownPatterns, WindowSummary};
 use crate::window::{TenantWindow, WindowConfig};
 
@@ -63,6 +65,7 @@ pub struct EvaluateConfig {
     /// How far back the first run looks for partials.
     pub lookback_hours: i64,
     pub retry: RetryPolicy,
+    pub shard_wait: ShardWait,
 }
 
 impl Default for EvaluateConfig {
@@ -72,8 +75,53 @@ impl Default for EvaluateConfig {
             max_windows_per_run: 30,
             lookback_hours: 6,
             retry: RetryPolicy::default(),
+            shard_wait: ShardWait::default(),
         }
     }
+}
+
+/// How long a closed window waits for shards whose aggregation is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardWait {
+    /// A shard counts as busy for one Lambda window plus this after its last progress record:
+    /// the time a final invocation may take to come after its window ends.
+    pub grace_ms: i64,
+    /// A window is evaluated at most this long after its close even if shards still lag (their
+    /// partials for it then arrive too late to count), so one stuck shard cannot hold back every
+    /// tenant's alerts.
+    pub max_wait_ms: i64,
+}
+
+impl Default for ShardWait {
+    fn default() -> Self {
+        Self {
+            grace_ms: 60_000,
+            max_wait_ms: 600_000,
+        }
+    }
+}
+
+/// What one evaluation run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EvaluationRun {
+    pub windows: Vec<WindowReport>,
+    /// The next closed window, if it waits for shards whose aggregation is behind.
+    pub waiting: Option<HeldBack>,
+}
+
+/// A closed window held back for busy shards that have not written its partials yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldBack {
+    pub window_start_ms: i64,
+    pub shards: Vec<String>,
+}
+
+/// Whether a closed window may be evaluated.
+enum Gate {
+    /// Yes; `left_behind` are shards still behind after the longest wait.
+    Open { left_behind: Vec<String> },
+    /// Not yet.
+    Wait(HeldBack),
 }
 
 /// What the evaluator keeps per tenant, in `alerts/state/tenant=T.json`.
@@ -120,6 +168,9 @@ pub struct WindowReport {
     pub start_ms: i64,
     pub end_ms: i64,
     pub tenants: Vec<TenantReport>,
+    /// Shards still behind when the longest wait ran out: their partials of this window, written
+    /// later, are not in it.
+    pub lagging_shards: Vec<String>,
 }
 
 /// Why an evaluation run stopped.
@@ -167,19 +218,53 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Evaluates every closed window not evaluated yet (up to the per-run cap).
-    pub async fn run(&self, now_ms: i64) -> Result<Vec<WindowReport>, EvaluateError> {
+    /// Evaluates every closed window not evaluated yet (up to the per-run cap), in order. A window
+    /// waits while a busy shard's aggregation has not reached its close ([`ShardWait`]).
+    pub async fn run(&self, now_ms: i64) -> Result<EvaluationRun, EvaluateError> {
+        self.run_windows(now_ms, true).await
+    }
+
+    /// Like [`Evaluator::run`], for a caller that knows every shard's aggregation is complete
+    /// (the local runner once every shard is read to the end with no window open): progress
+    /// records are not consulted.
+    pub async fn run_caught_up(&self, now_ms: i64) -> Result<EvaluationRun, EvaluateError> {
+        self.run_windows(now_ms, false).await
+    }
+
+    async fn run_windows(
+        &self,
+        now_ms: i64,
+        wait_for_shards: bool,
+    ) -> Result<EvaluationRun, EvaluateError> {
         let w = &self.config.window;
         let mut next = match self.data.get(WATERMARK_KEY).await? {
             Some(body) => read_json::<Watermark>(WATERMARK_KEY, &body)?.next_window_start,
             None => match self.earliest_partial(now_ms).await? {
                 Some(start) => start,
-                None => return Ok(Vec::new()),
+                None => return Ok(EvaluationRun::default()),
             },
         };
-        let mut reports = Vec::new();
-        while w.is_closed(next, now_ms) && reports.len() < self.config.max_windows_per_run {
-            reports.push(self.evaluate_window(next).await?);
+        let mut run = EvaluationRun::default();
+        let mut shards: Option<Vec<ShardProgress>> = None;
+        while w.is_closed(next, now_ms) && run.windows.len() < self.config.max_windows_per_run {
+            let lagging = if wait_for_shards {
+                let shards = match &shards {
+                    Some(s) => s,
+                    None => shards.insert(progress::load_all(self.data).await?),
+                };
+                match self.shard_gate(shards, next, now_ms) {
+                    Gate::Open { left_behind } => left_behind,
+                    Gate::Wait(held) => {
+                        run.waiting = Some(held);
+                        break;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let mut report = self.evaluate_window(next).await?;
+            report.lagging_shards = lagging;
+            run.windows.push(report);
             next += w.window_ms;
             let mark = serde_json::to_vec(&Watermark {
                 next_window_start: next,
@@ -190,7 +275,33 @@ impl Evaluator<'_> {
                 .put(WATERMARK_KEY, Bytes::from(mark), "application/json")
                 .await?;
         }
-        Ok(reports)
+        Ok(run)
+    }
+
+    /// Whether the window starting at `start_ms` may be evaluated now, given the shards'
+    /// progress.
+    fn shard_gate(&self, shards: &[ShardProgress], start_ms: i64, now_ms: i64) -> Gate {
+        let w = &self.config.window;
+        let wait = self.config.shard_wait;
+        let close = start_ms + w.window_ms + w.allowed_lateness_ms;
+        let lagging = progress::lagging(shards, close, now_ms, wait.grace_ms);
+        if lagging.is_empty() {
+            return Gate::Open {
+                left_behind: lagging,
+            };
+        }
+        if now_ms < close + wait.max_wait_ms {
+            tracing::info!(window_start = start_ms, shards = ?lagging, "window waits for shards whose aggregation is behind");
+            return Gate::Wait(HeldBack {
+                window_start_ms: start_ms,
+                shards: lagging,
+            });
+        }
+        tracing::warn!(window_start = start_ms, shards = ?lagging, waited_ms = now_ms - close,
+            "evaluating without shards still behind after the longest wait; their partials of this window will not count");
+        Gate::Open {
+            left_behind: lagging,
+        }
     }
 
     async fn earliest_partial(&self, now_ms: i64) -> Result<Option<i64>, EvaluateError> {
@@ -241,6 +352,7 @@ impl Evaluator<'_> {
             start_ms,
             end_ms: start_ms + w.window_ms,
             tenants,
+            lagging_shards: Vec::new(),
         })
     }
 

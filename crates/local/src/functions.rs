@@ -55,7 +55,8 @@ impl BatchHandler for IngestFunction {
     }
 }
 
-/// The aggregate function: per-shard window partials under `windows/partials/`.
+/// The aggregate function: per-shard window partials under `windows/partials/`, and each
+/// shard's progress under `windows/progress/`.
 #[derive(Debug, Clone)]
 pub struct AggregateFunction {
     store: Arc<dyn BlobStore>,

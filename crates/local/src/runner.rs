@@ -500,7 +500,7 @@ impl Runner {
                 return false;
             }
         }
-        match evaluator.run_now().await {
+        match evaluator.run_caught_up().await {
             Ok(counts) => counts.windows == 0,
             Err(e) => {
                 tracing::warn!(error = %e, "evaluation failed while draining");

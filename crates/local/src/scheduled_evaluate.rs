@@ -22,18 +22,31 @@ use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<RunCounts, String>>;
 
+/// A run asked for through the handle.
+#[derive(Debug)]
+struct Request {
+    reply: Reply,
+    /// Every shard's aggregation is known to be complete: no waiting on progress records.
+    caught_up: bool,
+}
+
 /// Asks the evaluator task for a run now.
 #[derive(Debug, Clone)]
 pub struct EvaluatorHandle {
-    requests: mpsc::Sender<Reply>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl EvaluatorHandle {
-    /// Runs the evaluator now and returns its counts.
-    pub async fn run_now(&self) -> Result<RunCounts, String> {
+    /// Runs the evaluator now, for a runner that is idle: every shard is read to its end with
+    /// no tumbling window open, so every partial is stored and no shard needs waiting for
+    /// ([`Evaluator::run_caught_up`]). Returns the run's counts.
+    pub async fn run_caught_up(&self) -> Result<RunCounts, String> {
         let (tx, rx) = oneshot::channel();
         self.requests
-            .send(tx)
+            .send(Request {
+                reply: tx,
+                caught_up: true,
+            })
             .await
             .map_err(|_| "the evaluator task has stopped".to_owned())?;
         rx.await
@@ -62,7 +75,7 @@ pub fn start(
         .map_err(|e| LocalError::Evaluator(format!("starting the rules engine: {e}")))?;
     let http = sluice_notify::HttpPoster::new()
         .map_err(|e| LocalError::Evaluator(format!("building the webhook client: {e}")))?;
-    let (tx, mut rx) = mpsc::channel::<Reply>(4);
+    let (tx, mut rx) = mpsc::channel::<Request>(4);
     let task = tokio::spawn(async move {
         let runner = StoreRuleRunner::new(&host, setup.rules.as_ref(), setup.policy);
         let evaluator = Evaluator {
@@ -88,9 +101,16 @@ pub fn start(
                 },
                 _ = stop.changed() => break,
             };
-            let result = match evaluator.run(clock.now_ms()).await {
-                Ok(reports) => {
-                    let counts = sluice_evaluate::counts(&reports);
+            let now = clock.now_ms();
+            let run = match &reply {
+                Some(Request {
+                    caught_up: true, ..
+                }) => evaluator.run_caught_up(now).await,
+                _ => evaluator.run(now).await,
+            };
+            let result = match run {
+                Ok(run) => {
+                    let counts = sluice_evaluate::counts(&run);
                     if counts.windows > 0 {
                         tracing::info!(?counts, "evaluation run finished");
                     }
@@ -103,8 +123,8 @@ pub fn start(
                     Err(e.to_string())
                 }
             };
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
+            if let Some(request) = reply {
+                let _ = request.reply.send(result);
             }
         }
     });

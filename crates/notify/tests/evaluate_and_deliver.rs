@@ -4,12 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sluice_core::aggregate::decode_partials;
 use sluice_core::aggregate::{aggregate_records, store_partials};
 use sluice_core::alerting::delivery::RetryPolicy;
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput, Severity};
-use sluice_core::evaluate::{EvaluateConfig, Evaluator, RuleRunner, TenantRule, redrive};
+use sluice_core::evaluate::{
+    EvaluateConfig, Evaluator, HeldBack, RuleRunner, ShardWait, TenantRule, redrive,
+};
 use sluice_core::synth::{Generator, Incident, SynthConfig};
+use sluice_core::window::progress::{self, ShardProgress};
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::window::{WindowAggregator, WindowConfig};
 use sluice_core::{BlobStore, IngestConfig, LocalDirStore, StreamRecord};
@@ -151,7 +155,8 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
     let reports = evaluator(&store, &http)
         .run(START + 20 * MIN)
         .await
-        .expect("evaluation");
+        .expect("evaluation")
+        .windows;
     // Every window closed by then (end + 2 min lateness) is evaluated; twelve have traffic.
     assert_eq!(reports.len(), 18);
     assert_eq!(reports.iter().filter(|w| !w.tenants.is_empty()).count(), 12);
@@ -204,6 +209,7 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
         .expect("second run");
     assert!(
         again
+            .windows
             .iter()
             .flat_map(|w| &w.tenants)
             .all(|t| t.already_evaluated)
@@ -272,7 +278,8 @@ async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
     let reports = evaluator(&store, &http)
         .run(START + 20 * MIN)
         .await
-        .expect("evaluation");
+        .expect("evaluation")
+        .windows;
 
     let got = receiver.received();
     let statuses: Vec<&str> = got.iter().map(|r| r.payload.status.as_str()).collect();
@@ -297,4 +304,150 @@ async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
             .all(|w| w.tenants.iter().any(|t| t.tenant != "acme")),
         "the other tenant is evaluated in every window it has logs in"
     );
+}
+
+const SHARD_0: &str = "shardId-000000000000";
+const SHARD_1: &str = "shardId-000000000001";
+
+/// A shard's progress record, as the aggregate function writes it, with 1-minute Lambda windows.
+async fn shard_at(store: &LocalDirStore, shard: &str, through_ms: i64, written_at_ms: i64) {
+    let p = ShardProgress {
+        shard: shard.into(),
+        through_ms,
+        window_ms: MIN,
+        written_at_ms,
+    };
+    progress::record(store, &p).await.expect("progress written");
+}
+
+/// Takes shard 1's partials of the windows from `from_ms` on out of the store, as if its
+/// aggregator still held them in its open Lambda window; returns them to put back later.
+async fn withhold_shard_1(store: &LocalDirStore, from_ms: i64) -> Vec<(String, bytes::Bytes)> {
+    let mut held = Vec::new();
+    for key in store.list("windows/partials/").await.expect("list") {
+        let start = sluice_core::evaluate::window_of_key(&key).expect("window in key");
+        if key.contains(SHARD_1) && start >= from_ms {
+            held.push((
+                key.clone(),
+                store.get(&key).await.expect("get").expect("present"),
+            ));
+            store.delete(&key).await.expect("delete");
+        }
+    }
+    assert!(!held.is_empty());
+    held
+}
+
+#[tokio::test]
+async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let http = HttpPoster::new().expect("client");
+    // Minute 6: shard 0 is through it; shard 1 is busy with the Lambda window of minute 5, so
+    // its partials of the windows from minute 3 on are not stored yet.
+    let held = withhold_shard_1(&store, START + 3 * MIN).await;
+    shard_at(&store, SHARD_0, START + 6 * MIN, START + 6 * MIN + 1_000).await;
+    shard_at(&store, SHARD_1, START + 5 * MIN, START + 5 * MIN + 2_000).await;
+
+    let now = START + 6 * MIN + 10_000;
+    let run = evaluator(&store, &http).run(now).await.expect("evaluation");
+    // Windows 0-2 closed (end + 2 min lateness) before shard 1's progress; window 3 closed at
+    // minute 6, which shard 1 has not reached.
+    let starts: Vec<i64> = run.windows.iter().map(|w| w.start_ms).collect();
+    assert_eq!(starts, [START, START + MIN, START + 2 * MIN]);
+    assert_eq!(
+        run.waiting,
+        Some(HeldBack {
+            window_start_ms: START + 3 * MIN,
+            shards: vec![SHARD_1.to_owned()],
+        })
+    );
+    assert!(run.windows.iter().all(|w| w.lagging_shards.is_empty()));
+
+    // Shard 1's final invocation stores its partials and moves its progress past minute 7.
+    let mut expected = 0;
+    for (key, body) in &held {
+        if key.contains("window=") && key.contains("/tenant=acme/") {
+            let start = sluice_core::evaluate::window_of_key(key).expect("window");
+            if start == START + 3 * MIN {
+                expected += decode_partials(body).expect("partial")[0].count();
+            }
+        }
+        store
+            .put(key, body.clone(), "application/gzip")
+            .await
+            .expect("put back");
+    }
+    for key in store.list("windows/partials/").await.expect("list") {
+        if key.contains(SHARD_0)
+            && key.contains("/tenant=acme/")
+            && sluice_core::evaluate::window_of_key(&key) == Some(START + 3 * MIN)
+        {
+            let body = store.get(&key).await.expect("get").expect("present");
+            expected += decode_partials(&body).expect("partial")[0].count();
+        }
+    }
+    shard_at(&store, SHARD_1, START + 7 * MIN, START + 7 * MIN + 1_000).await;
+    let run = evaluator(&store, &http)
+        .run(START + 7 * MIN + 5_000)
+        .await
+        .expect("evaluation");
+    assert_eq!(run.windows.len(), 1);
+    assert_eq!(run.windows[0].start_ms, START + 3 * MIN);
+    let acme = run.windows[0]
+        .tenants
+        .iter()
+        .find(|t| t.tenant == "acme")
+        .expect("acme evaluated");
+    let counted: u64 = acme.summary.services.iter().map(|s| s.count).sum();
+    assert_eq!(counted, expected, "both shards' events of minute 3 count");
+    assert!(expected > 0);
+    assert_eq!(
+        run.waiting,
+        Some(HeldBack {
+            window_start_ms: START + 4 * MIN,
+            shards: vec![SHARD_0.to_owned()],
+        }),
+        "minute 4 closed at minute 7, which shard 0 (busy: it wrote at minute 6) has not reached"
+    );
+}
+
+#[tokio::test]
+async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let http = HttpPoster::new().expect("client");
+    let wait = ShardWait::default();
+    // Shard 1 keeps retrying the Lambda window of minute 0 (its progress is fresh, never
+    // further); shard 0 is through everything.
+    withhold_shard_1(&store, START).await;
+    shard_at(&store, SHARD_0, START + 30 * MIN, START + 30 * MIN).await;
+    let now = START + 3 * MIN + wait.max_wait_ms;
+    shard_at(&store, SHARD_1, START, now - 1_000).await;
+    let run = evaluator(&store, &http).run(now).await.expect("evaluation");
+    // Window 0 closed at minute 3 and has waited the longest wait: evaluated without shard 1.
+    // Window 1 closed at minute 4 and still waits.
+    assert_eq!(run.windows.len(), 1);
+    assert_eq!(run.windows[0].start_ms, START);
+    assert_eq!(run.windows[0].lagging_shards, [SHARD_1]);
+    assert_eq!(
+        run.waiting.map(|w| w.window_start_ms),
+        Some(START + MIN),
+        "the next window waits its own longest wait"
+    );
+
+    // Shard 1 goes quiet: after one Lambda window plus the grace with no progress it is no
+    // longer waited for.
+    let later = now + 1_000;
+    shard_at(&store, SHARD_1, START, later - MIN - wait.grace_ms - 1).await;
+    let run = evaluator(&store, &http)
+        .run(later)
+        .await
+        .expect("evaluation");
+    assert!(run.waiting.is_none(), "{:?}", run.waiting);
+    // Windows 1-10: every one closed by then.
+    assert_eq!(run.windows.len(), 10);
+    assert!(run.windows.iter().all(|w| w.lagging_shards.is_empty()));
 }

@@ -10,6 +10,10 @@
 //! everything else, since all partials of a window merge by adding. On the final invocation of
 //! the window the partials are written under a key named after the shard and the Lambda window,
 //! so a retried final invocation overwrites rather than duplicates.
+//!
+//! The shard's progress goes to `windows/progress/` at the first and the final invocation of
+//! each window ([`sluice_core::window::progress`]): the evaluator closes a window only once
+//! every busy shard's partials for it are stored.
 
 use std::collections::HashMap;
 
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sluice_aws::kinesis;
 use sluice_core::aggregate::{aggregate_records, decode_state, encode_state, store_partials};
 use sluice_core::normalize::timestamp::parse_rfc3339_ms;
+use sluice_core::window::progress::{self, ShardProgress};
 use sluice_core::window::{WindowAggregator, WindowConfig};
 use sluice_core::{BlobStore, CoreError, IngestConfig};
 
@@ -95,12 +100,18 @@ pub async fn handle(
         .clone()
         .or_else(|| records.first().map(|r| r.shard_id.to_string()))
         .unwrap_or_else(|| "unknown-shard".to_owned());
-    let window_start = parse_rfc3339_ms(&props.window.start).ok_or_else(|| {
-        AggregateError::Event(format!(
-            "window start {:?} is not RFC 3339",
-            props.window.start
-        ))
-    })?;
+    let rfc3339 = |name: &str, text: &str| {
+        parse_rfc3339_ms(text)
+            .ok_or_else(|| AggregateError::Event(format!("window {name} {text:?} is not RFC 3339")))
+    };
+    let window_start = rfc3339("start", &props.window.start)?;
+    let window_end = rfc3339("end", &props.window.end)?;
+    let progress = |through_ms: i64| ShardProgress {
+        shard: shard.clone(),
+        through_ms,
+        window_ms: window_end - window_start,
+        written_at_ms: now_ms,
+    };
     let partials = aggregator.drain();
     tracing::info!(
         shard = %shard,
@@ -120,7 +131,20 @@ pub async fn handle(
         let tag = format!("{window_start:013}");
         let keys = store_partials(store, &partials, &shard, &tag).await?;
         tracing::info!(objects = keys.len(), "window partials written");
+        // Everything that arrived before the window's end is stored now (a window cut short
+        // only vouches for its start: Lambda opens the next one where it stopped).
+        let through = if props.is_final_invoke_for_window {
+            window_end
+        } else {
+            window_start
+        };
+        progress::record(store, &progress(through)).await?;
         return Ok(response);
+    }
+    if !props.state.contains_key(STATE_KEY) {
+        // The window's first invocation (or the first after a spill): the shard is busy with
+        // this window, and what arrived before its start is stored.
+        progress::record(store, &progress(window_start)).await?;
     }
     let state = encode_state(&partials)?;
     if state.len() > SPILL_STATE_BYTES {
@@ -151,6 +175,14 @@ mod tests {
     use sluice_core::LocalDirStore;
     use sluice_core::aggregate::decode_partials;
 
+    /// The fixture shard's progress record: (through, window length, written at).
+    async fn progress_of(store: &LocalDirStore) -> (i64, i64, i64) {
+        let all = progress::load_all(store).await.expect("progress loads");
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].shard, "shardId-000000000006");
+        (all[0].through_ms, all[0].window_ms, all[0].written_at_ms)
+    }
+
     fn fixture() -> serde_json::Value {
         let text = include_str!("../../../infra/events/kinesis-window.json");
         serde_json::from_str(text).expect("fixture is JSON")
@@ -178,8 +210,18 @@ mod tests {
             "partials carried in state"
         );
         assert!(
-            store.list("windows/").await.expect("list").is_empty(),
-            "nothing written yet"
+            store
+                .list("windows/partials/")
+                .await
+                .expect("list")
+                .is_empty(),
+            "no partials written yet"
+        );
+        // The shard is busy with the window that starts at 10:30; what arrived before is stored.
+        assert_eq!(
+            progress_of(&store).await,
+            (1_736_937_000_000, 60_000, now),
+            "progress at the window's first invocation"
         );
         // The final invocation (Lambda sends it with no records) writes what the state holds.
         props.state = first.state;
@@ -195,6 +237,11 @@ mod tests {
         .await
         .expect("final invocation");
         assert!(last.state.is_empty());
+        assert_eq!(
+            progress_of(&store).await.0,
+            1_736_937_060_000,
+            "after the final invocation the shard is through the window's end"
+        );
         let keys = store.list("windows/partials/").await.expect("list");
         // acme and globex log at 10:29:58-59; the plain-text line has no time of its own and
         // takes its arrival, 10:30:00.45: three (tenant, window) partials.

@@ -1,9 +1,10 @@
 //! `sluice-aggregate`: the aggregate Lambda function (Kinesis event source mapping with
 //! `TumblingWindowInSeconds`).
 //!
-//! Environment: `SLUICE_DATA_BUCKET` (required, partials go under `windows/partials/`),
-//! `SLUICE_WINDOW_SECONDS` (default 60), `SLUICE_ALLOWED_LATENESS_SECONDS` (default 120),
-//! `SLUICE_ENDPOINT_URL`/`AWS_ENDPOINT_URL` (optional endpoint override).
+//! Environment: `SLUICE_DATA_BUCKET` (required; partials go under `windows/partials/`, shard
+//! progress under `windows/progress/`), `SLUICE_WINDOW_SECONDS` (default 60),
+//! `SLUICE_ALLOWED_LATENESS_SECONDS` (default 120), `SLUICE_ENDPOINT_URL`/`AWS_ENDPOINT_URL`
+//! (optional endpoint override).
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};

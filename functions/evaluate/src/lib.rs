@@ -5,7 +5,7 @@
 //! ([`sluice_rules::tenant_rules::StoreRuleRunner`]) and reports metrics for the run.
 
 use sluice_aws::emf::{self, Metric, Unit};
-use sluice_core::evaluate::WindowReport;
+use sluice_core::evaluate::EvaluationRun;
 
 /// Counts of one run, for logs and CloudWatch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -17,15 +17,26 @@ pub struct RunCounts {
     pub transitions: u64,
     pub delivered: u64,
     pub undelivered: u64,
+    /// Shards the next closed window waits for (their aggregation is behind).
+    pub shards_waited_for: u64,
+    /// Shards left out of an evaluated window because they were still behind after the
+    /// longest wait.
+    pub shards_left_behind: u64,
 }
 
 /// Adds up a run's reports.
-pub fn counts(reports: &[WindowReport]) -> RunCounts {
+pub fn counts(run: &EvaluationRun) -> RunCounts {
     let mut c = RunCounts {
-        windows: reports.len() as u64,
+        windows: run.windows.len() as u64,
+        shards_waited_for: run.waiting.as_ref().map_or(0, |w| w.shards.len() as u64),
+        shards_left_behind: run
+            .windows
+            .iter()
+            .map(|w| w.lagging_shards.len() as u64)
+            .sum(),
         ..RunCounts::default()
     };
-    for t in reports.iter().flat_map(|w| &w.tenants) {
+    for t in run.windows.iter().flat_map(|w| &w.tenants) {
         c.tenants += 1;
         c.rules_run += t.rules_run as u64;
         c.rule_failures += t.rule_errors.len() as u64;
@@ -47,6 +58,8 @@ pub fn metrics_line(function: &str, c: &RunCounts, now_ms: i64) -> String {
             Metric::int("AlertTransitions", Unit::Count, c.transitions),
             Metric::int("NotificationsDelivered", Unit::Count, c.delivered),
             Metric::int("NotificationsUndelivered", Unit::Count, c.undelivered),
+            Metric::int("ShardsWaitedFor", Unit::Count, c.shards_waited_for),
+            Metric::int("ShardsLeftBehind", Unit::Count, c.shards_left_behind),
         ],
         now_ms,
     )

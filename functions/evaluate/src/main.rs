@@ -1,15 +1,16 @@
 //! `sluice-evaluate`: the evaluate Lambda function, run every minute by an EventBridge schedule.
 //!
 //! Environment: `SLUICE_DATA_BUCKET` and `SLUICE_RULES_BUCKET` (required),
-//! `SLUICE_WINDOW_SECONDS` (60), `SLUICE_ALLOWED_LATENESS_SECONDS` (120), and the usual endpoint
-//! override. Run it with reserved concurrency 1: each tenant's state is written with a
+//! `SLUICE_WINDOW_SECONDS` (60), `SLUICE_ALLOWED_LATENESS_SECONDS` (120),
+//! `SLUICE_SHARD_GRACE_SECONDS` (60) and `SLUICE_MAX_SHARD_WAIT_SECONDS` (600) (how long a closed
+//! window waits for shards whose aggregation is behind), and the usual endpoint override. Run it with reserved concurrency 1: each tenant's state is written with a
 //! conditional write, so a second concurrent run sends nothing twice, but it does no good either.
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
 use sluice_aws::lambda::{init_json_tracing, now_ms, required_env, seconds_env};
 use sluice_aws::{AwsSettings, S3BlobStore, emf, load_sdk_config, s3_client};
-use sluice_core::evaluate::{EvaluateConfig, Evaluator};
+use sluice_core::evaluate::{EvaluateConfig, Evaluator, ShardWait};
 use sluice_core::window::WindowConfig;
 use sluice_rules::tenant_rules::StoreRuleRunner;
 use sluice_rules::{EngineConfig, Host, Policy};
@@ -44,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         http: &http,
         config: EvaluateConfig {
             window,
+            shard_wait: ShardWait {
+                grace_ms: seconds_env("SLUICE_SHARD_GRACE_SECONDS", 60)? * 1000,
+                max_wait_ms: seconds_env("SLUICE_MAX_SHARD_WAIT_SECONDS", 600)? * 1000,
+            },
             ..EvaluateConfig::default()
         },
     };
@@ -57,8 +62,8 @@ async fn main() -> anyhow::Result<()> {
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
             let now = now_ms();
-            let reports = evaluator.run(now).await?;
-            let counts = sluice_evaluate::counts(&reports);
+            let run = evaluator.run(now).await?;
+            let counts = sluice_evaluate::counts(&run);
             tracing::info!(?counts, "evaluation run finished");
             emf::emit(&sluice_evaluate::metrics_line(function, &counts, now));
             Ok::<_, lambda_runtime::Error>(counts)

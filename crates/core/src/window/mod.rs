@@ -5,11 +5,13 @@
 //! - [`patterns`]: log-pattern templates with stable ids;
 //! - [`TenantWindow`]: one tenant's partial (or merged) window: per-service counts, levels,
 //!   status classes, latency sketch, and pattern counts with one sample each;
-//! - [`WindowAggregator`]: assigns events to event-time windows, with allowed lateness.
+//! - [`WindowAggregator`]: assigns events to event-time windows, with allowed lateness;
+//! - [`progress`]: how far each shard's aggregation has got, so windows close complete.
 
 mod aggregator;
 pub mod metrics_out;
 pub mod patterns;
+pub mod progress;
 pub mod sketch;
 pub mod summary;
 
