@@ -216,10 +216,28 @@ fn quick_hash(container: u8, key: &[u8]) -> usize {
     (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize
 }
 
-/// Byte equality without a call to `memcmp`: names are a few bytes long.
+/// Byte equality without a call to `memcmp` or a loop per byte: names are a few bytes long, so
+/// two (possibly overlapping) loads of the first and last 8 (or 4) bytes cover most of them.
 #[inline(always)]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..4 => a == b,
+        4..8 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `N` bytes of `s` from `at` as an integer (the caller checks that they exist).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..N].copy_from_slice(&s[at..at + N]);
+    u64::from_le_bytes(buf)
 }
 
 impl AliasTable {
@@ -336,6 +354,22 @@ mod tests {
         }
         for miss in ["", "user", "tsx", "Level", "http.user_agent", "order_id"] {
             assert_eq!(lookup(miss), None, "{miss}");
+        }
+    }
+
+    #[test]
+    fn names_differing_in_any_one_byte_are_not_the_same() {
+        for n in 0..=24usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + i as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "length {n}");
+            if n > 0 {
+                assert!(!same_bytes(&a, &a[..n - 1]), "length {n} against {}", n - 1);
+            }
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, byte {i}");
+            }
         }
     }
 
