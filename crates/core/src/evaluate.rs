@@ -2,14 +2,15 @@
 //! lateness, and every busy shard's aggregation past that: [`crate::window::progress`]), merge
 //! their per-shard partials per tenant, write the window summary as Parquet, run
 //! the tenant's rules, apply the alert lifecycle, write the audit trail and deliver one signed
-//! notification per tenant.
+//! notification per tenant. Tenants without partials but with an open alert (found by their
+//! [`open_markers`]) are evaluated on an empty window, so their alerts can resolve.
 //!
 //! Running it twice for the same window sends nothing twice: each tenant's state records the last
 //! window evaluated and is written with a conditional write before anything is delivered.
 //! Deliveries are written ahead under `alerts/undelivered/` and removed once delivered, so what
 //! still fails stays there for `sluice alerts redrive`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -20,6 +21,7 @@ use crate::aggregate::{decode_partials, window_prefix};
 use crate::alerting::delivery::{Delivery, DeliveryResult, HttpPoster, RetryPolicy, deliver};
 use crate::alerting::lifecycle::{LifecycleConfig, Transition, apply};
 use crate::alerting::model::{AlertRecord, AlertStatus, RuleOutput};
+use crate::alerting::open_markers;
 use crate::alerting::tenant_config::TenantConfig;
 use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
@@ -132,6 +134,15 @@ pub struct TenantState {
     /// Rule name → the rule's opaque state, base64.
     pub rule_state: BTreeMap<String, String>,
     pub known_patterns: KnownPatterns,
+}
+
+impl TenantState {
+    /// True while an alert is pending or firing.
+    pub fn has_open_alerts(&self) -> bool {
+        self.alerts
+            .values()
+            .any(|a| matches!(a.status, AlertStatus::Pending | AlertStatus::Firing))
+    }
 }
 
 /// A delivery that failed (or has not been attempted yet), kept for re-driving.
@@ -340,13 +351,17 @@ impl Evaluator<'_> {
         // A tenant that has gone quiet still has its open alerts evaluated, on an empty window:
         // an alert whose service stopped logging then resolves (and a rule that watches for
         // silence can fire) instead of staying as it was for ever.
-        for tenant in self.tenants_with_open_alerts(&merged).await? {
-            let window = TenantWindow::new(&tenant, start_ms, start_ms + w.window_ms);
-            merged.insert(tenant, window);
+        let open = self.tenants_with_open_alerts().await?;
+        for tenant in &open {
+            if !merged.contains_key(tenant) {
+                let window = TenantWindow::new(tenant, start_ms, start_ms + w.window_ms);
+                merged.insert(tenant.clone(), window);
+            }
         }
         let mut tenants = Vec::with_capacity(merged.len());
         for window in merged.values() {
-            tenants.push(self.evaluate_tenant(window).await?);
+            let marked = open.contains(&window.tenant);
+            tenants.push(self.evaluate_tenant(window, marked).await?);
         }
         Ok(WindowReport {
             start_ms,
@@ -356,12 +371,13 @@ impl Evaluator<'_> {
         })
     }
 
-    /// Tenants with a pending or firing alert that have no partials in this window (`merged`).
-    async fn tenants_with_open_alerts(
-        &self,
-        merged: &BTreeMap<String, TenantWindow>,
-    ) -> Result<Vec<String>, EvaluateError> {
-        let mut open = Vec::new();
+    /// Tenants with a pending or firing alert, from their markers ([`open_markers`]). The
+    /// first run on a store without markers builds them from every tenant's state.
+    async fn tenants_with_open_alerts(&self) -> Result<BTreeSet<String>, EvaluateError> {
+        if let Some(open) = open_markers::marked_tenants(self.data).await? {
+            return Ok(open);
+        }
+        let mut open = BTreeSet::new();
         for key in self.data.list(STATE_PREFIX).await? {
             let Some(tenant) = key
                 .strip_prefix(STATE_PREFIX)
@@ -369,25 +385,28 @@ impl Evaluator<'_> {
             else {
                 continue;
             };
-            if merged.contains_key(tenant) {
-                continue;
-            }
             let Some(body) = self.data.get(&key).await? else {
                 continue;
             };
-            let state: TenantState = read_json(&key, &body)?;
-            let has_open = state
-                .alerts
-                .values()
-                .any(|a| matches!(a.status, AlertStatus::Pending | AlertStatus::Firing));
-            if has_open {
-                open.push(tenant.to_owned());
+            if read_json::<TenantState>(&key, &body)?.has_open_alerts() {
+                open_markers::reconcile(self.data, tenant, false, true).await?;
+                open.insert(tenant.to_owned());
             }
         }
+        open_markers::mark_complete(self.data).await?;
+        tracing::info!(
+            tenants = open.len(),
+            "open-alert markers built from every tenant's state"
+        );
         Ok(open)
     }
 
-    async fn evaluate_tenant(&self, window: &TenantWindow) -> Result<TenantReport, EvaluateError> {
+    /// Evaluates one tenant's window; `marked` is whether the tenant has an open-alert marker.
+    async fn evaluate_tenant(
+        &self,
+        window: &TenantWindow,
+        marked: bool,
+    ) -> Result<TenantReport, EvaluateError> {
         let tenant = window.tenant.as_str();
         let key = state_key(tenant);
         let (mut state, version) = match self.data.get_versioned(&key).await? {
@@ -412,7 +431,8 @@ impl Evaluator<'_> {
             .is_some_and(|last| last >= window.start_ms)
         {
             // The run that evaluated this window wrote its metrics before it advanced the
-            // state, so a retry writes nothing at all.
+            // state, so a retry writes nothing at all (but puts a marker it missed right).
+            open_markers::reconcile(self.data, tenant, marked, state.has_open_alerts()).await?;
             report.already_evaluated = true;
             return Ok(report);
         }
@@ -558,6 +578,7 @@ impl Evaluator<'_> {
             }
             return Err(e.into());
         }
+        open_markers::reconcile(self.data, tenant, marked, state.has_open_alerts()).await?;
         for (key, hook, mut record) in pending {
             let secret = match hook.secret() {
                 Ok(s) => s,

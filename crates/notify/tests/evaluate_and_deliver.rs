@@ -9,6 +9,7 @@ use sluice_core::aggregate::{aggregate_records, store_partials};
 use sluice_core::alerting::delivery::RetryPolicy;
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput, Severity};
+use sluice_core::alerting::open_markers;
 use sluice_core::evaluate::{
     EvaluateConfig, Evaluator, HeldBack, RuleRunner, ShardWait, TenantRule, redrive,
 };
@@ -109,6 +110,25 @@ async fn seed_partials(store: &LocalDirStore) {
             .await
             .expect("partials stored");
     }
+}
+
+/// Removes the partials that `pick(key, window start)` selects; returns them (key, body).
+async fn take_partials(
+    store: &LocalDirStore,
+    pick: impl Fn(&str, i64) -> bool,
+) -> Vec<(String, bytes::Bytes)> {
+    let mut taken = Vec::new();
+    for key in store.list("windows/partials/").await.expect("list") {
+        let start = sluice_core::evaluate::window_of_key(&key).expect("window in key");
+        if pick(&key, start) {
+            taken.push((
+                key.clone(),
+                store.get(&key).await.expect("get").expect("present"),
+            ));
+            store.delete(&key).await.expect("delete");
+        }
+    }
+    taken
 }
 
 async fn configure_webhook(store: &LocalDirStore, url: &str) {
@@ -266,12 +286,10 @@ async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
     seed_partials(&store).await;
     // acme goes quiet from minute 6, in the middle of its incident: no partials after that.
     let quiet_from = START + 6 * MIN;
-    for key in store.list("windows/partials/").await.expect("list") {
-        let start = sluice_core::evaluate::window_of_key(&key).expect("window in key");
-        if key.contains("/tenant=acme/") && start >= quiet_from {
-            store.delete(&key).await.expect("delete");
-        }
-    }
+    take_partials(&store, |key, start| {
+        key.contains("/tenant=acme/") && start >= quiet_from
+    })
+    .await;
     let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
     configure_webhook(&store, &receiver.url()).await;
     let http = HttpPoster::new().expect("client");
@@ -323,17 +341,10 @@ async fn shard_at(store: &LocalDirStore, shard: &str, through_ms: i64, written_a
 /// Takes shard 1's partials of the windows from `from_ms` on out of the store, as if its
 /// aggregator still held them in its open Lambda window; returns them to put back later.
 async fn withhold_shard_1(store: &LocalDirStore, from_ms: i64) -> Vec<(String, bytes::Bytes)> {
-    let mut held = Vec::new();
-    for key in store.list("windows/partials/").await.expect("list") {
-        let start = sluice_core::evaluate::window_of_key(&key).expect("window in key");
-        if key.contains(SHARD_1) && start >= from_ms {
-            held.push((
-                key.clone(),
-                store.get(&key).await.expect("get").expect("present"),
-            ));
-            store.delete(&key).await.expect("delete");
-        }
-    }
+    let held = take_partials(store, |key, start| {
+        key.contains(SHARD_1) && start >= from_ms
+    })
+    .await;
     assert!(!held.is_empty());
     held
 }
@@ -450,4 +461,52 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
     // Windows 1-10: every one closed by then.
     assert_eq!(run.windows.len(), 10);
     assert!(run.windows.iter().all(|w| w.lagging_shards.is_empty()));
+}
+
+#[tokio::test]
+async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_without_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
+    configure_webhook(&store, &receiver.url()).await;
+    let http = HttpPoster::new().expect("client");
+    let marker = open_markers::marker_key("acme");
+
+    // Windows 0-5: acme's error-rate alert fires at the end of minute 4.
+    evaluator(&store, &http)
+        .run(START + 8 * MIN)
+        .await
+        .expect("evaluation");
+    assert_eq!(receiver.received().len(), 1, "firing");
+    let open = store.list(open_markers::DIR).await.expect("list");
+    assert_eq!(
+        open,
+        [open_markers::COMPLETE_KEY.to_owned(), marker.clone()]
+    );
+
+    // A store written before markers existed: none at all. acme also goes quiet from minute 6,
+    // so only its state says it still has an alert to resolve.
+    for key in open {
+        store.delete(&key).await.expect("delete marker");
+    }
+    take_partials(&store, |key, start| {
+        key.contains("/tenant=acme/") && start >= START + 6 * MIN
+    })
+    .await;
+    evaluator(&store, &http)
+        .run(START + 20 * MIN)
+        .await
+        .expect("evaluation");
+    let statuses: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.payload.status.clone())
+        .collect();
+    assert_eq!(statuses, ["firing", "resolved"]);
+    assert_eq!(
+        store.list(open_markers::DIR).await.expect("list"),
+        [open_markers::COMPLETE_KEY.to_owned()],
+        "markers rebuilt from the states, and acme's deleted once its alert resolved"
+    );
 }
