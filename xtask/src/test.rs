@@ -265,21 +265,23 @@ fn plugins(dir: &Path) -> Result<Outcome> {
 }
 
 /// `sluice demo --json` into a temporary directory, then both Parquet readers must agree with
-/// the row count the demo reports.
+/// the row count the demo reports. It runs from that directory, not the repository: the demo
+/// must not need the sources at run time.
 fn demo_smoke(tools: &Venv, records: u64) -> Result<()> {
-    let out = tempfile::Builder::new()
+    let work = tempfile::Builder::new()
         .prefix("sluice-demo-")
         .tempdir()
         .context("creating a temporary directory")?;
+    let out = work.path().join("out");
     // Built for the whole workspace, so that features unify as they did for the tests and
     // nothing (wasmtime, the AWS SDK) is compiled a second time.
     util::run(util::cargo().args(["build", "--quiet", "--workspace", "--bins"]))?;
     let sluice = util::target_dir()?.join("debug").join("sluice");
     let stdout = util::output(
         Command::new(&sluice)
-            .current_dir(util::repo_root())
+            .current_dir(work.path())
             .args(["demo", "--out"])
-            .arg(out.path())
+            .arg(&out)
             .args(["--records", &records.to_string(), "--json", "--rules-dir"])
             .arg(plugins_target().join(WASM_TARGET).join("debug"))
             .stdout(Stdio::piped()),
@@ -306,7 +308,7 @@ fn demo_smoke(tools: &Venv, records: u64) -> Result<()> {
     let mut verify = Command::new(tools.python());
     verify
         .arg(util::python_file("verify_parquet.py"))
-        .arg(out.path())
+        .arg(&out)
         .args(["--expect-rows", &rows.to_string()]);
     if let Some(rejected) = rejected_total(&summary["rejected"]) {
         verify.args(["--expect-rejected", &rejected.to_string()]);

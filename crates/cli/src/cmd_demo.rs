@@ -52,9 +52,10 @@ pub struct DemoArgs {
     /// Directory with the built rule components (`threshold.wasm`, `new_pattern.wasm`).
     #[arg(long, default_value_os_t = crate::demo_rules::default_rules_dir())]
     rules_dir: PathBuf,
-    /// Directory with the example rules' manifests (`<rule>/rule.toml`).
-    #[arg(long, default_value = "plugins/examples")]
-    examples_dir: PathBuf,
+    /// Directory with the example rules' manifests (`<rule>/rule.toml`), to try edited ones
+    /// [default: the manifests built into sluice]
+    #[arg(long)]
+    examples_dir: Option<PathBuf>,
 }
 
 const SLICES: usize = 60;
@@ -119,7 +120,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             &host,
             &store,
             &args.rules_dir,
-            &args.examples_dir,
+            args.examples_dir.as_deref(),
             tenant,
         ))?;
         for (rule, status) in &statuses {
@@ -142,7 +143,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         } else {
             println!(
                 "rules: {} per tenant (WebAssembly, sandboxed); webhooks to {}\n",
-                crate::demo_rules::DEMO_RULES.map(|r| r.0).join(", "),
+                crate::demo_rules::DEMO_RULES.map(|r| r.name).join(", "),
                 receiver.url()
             );
         }
