@@ -1,4 +1,7 @@
-//! `cargo xtask demo`: run `sluice demo` (release build) and show what it wrote.
+//! `cargo xtask demo`: run `sluice demo` and show what it wrote. sluice is built in the dev
+//! profile, as `cargo xtask test` builds it (the workspace's binaries, so features unify and the
+//! tests reuse the build); the profile optimises the hot path, so the pipeline runs at release
+//! speed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,19 +66,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .join("wasm32-wasip2")
         .join("release");
 
-    let mut cmd = util::cargo();
-    cmd.args([
-        "run",
-        "--release",
-        "-p",
-        "sluice-cli",
-        "--",
-        "demo",
-        "--out",
-    ])
-    .arg(&out)
-    .arg("--rules-dir")
-    .arg(&rules_dir);
+    util::run(util::cargo().args(["build", "--workspace", "--bins"]))?;
+    let mut cmd = Command::new(util::target_dir()?.join("debug").join("sluice"));
+    cmd.args(["demo", "--out"])
+        .arg(&out)
+        .arg("--rules-dir")
+        .arg(&rules_dir);
     if let Some(n) = args.records {
         cmd.args(["--records", &n.to_string()]);
     }
