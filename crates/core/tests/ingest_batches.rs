@@ -453,3 +453,60 @@ async fn storage_failure_asks_for_redelivery_from_the_first_record() {
         )]
     );
 }
+
+#[test]
+fn parquet_columns_are_laid_out_as_tuned() {
+    use parquet::basic::{Compression, Encoding};
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+
+    let lines: Vec<String> = (0..200i64)
+        .map(|i| {
+            format!(
+                r#"{{"ts":{},"level":"info","msg":"GET /orders/{i} done","http":{{"method":"GET","path":"/orders/{i}","status":200}},"latency_ms":{i}.5,"trace_id":"{i:032x}","region":"eu-west-1","host":"ip-10-0-0-{}"}}"#,
+                1_714_566_600_000 + i,
+                i % 7
+            )
+        })
+        .collect();
+    let batch = encode(&[record(1, "acme/checkout", lines.join("\n"))]);
+    let object = logs_for(&batch, "acme")[0];
+    let reader = SerializedFileReader::new(object.body.clone()).expect("valid parquet");
+    let group = reader.metadata().row_group(0);
+    let column = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    for c in group.columns() {
+        assert!(
+            matches!(c.compression(), Compression::ZSTD(_)),
+            "{}: {:?}",
+            c.column_path(),
+            c.compression()
+        );
+    }
+    // Dictionaries for the low-cardinality columns only; delta-encoded timestamps.
+    let encodings = |name: &str| column(name).encodings().collect::<Vec<Encoding>>();
+    for name in ["tenant", "service", "level", "host", "region"] {
+        assert!(
+            encodings(name).contains(&Encoding::RLE_DICTIONARY),
+            "{name}: {:?}",
+            encodings(name)
+        );
+    }
+    for name in ["message", "trace_id", "event_id"] {
+        assert!(
+            !encodings(name).contains(&Encoding::RLE_DICTIONARY),
+            "{name}: {:?}",
+            encodings(name)
+        );
+    }
+    assert!(encodings("ts").contains(&Encoding::DELTA_BINARY_PACKED));
+    // Statistics where they prune (time, status), none on free text and ids.
+    assert!(column("ts").statistics().is_some());
+    assert!(column("message").statistics().is_none());
+    assert!(column("trace_id").statistics().is_none());
+    assert_eq!(read_parquet(&object.body).num_rows(), 200);
+}
