@@ -432,7 +432,7 @@ impl Evaluator<'_> {
         {
             // The run that evaluated this window wrote its metrics before it advanced the
             // state, so a retry writes nothing at all (but puts a marker it missed right).
-            open_markers::reconcile(self.data, tenant, marked, state.has_open_alerts()).await?;
+            self.mark_open(tenant, marked, &state).await;
             report.already_evaluated = true;
             return Ok(report);
         }
@@ -578,7 +578,7 @@ impl Evaluator<'_> {
             }
             return Err(e.into());
         }
-        open_markers::reconcile(self.data, tenant, marked, state.has_open_alerts()).await?;
+        self.mark_open(tenant, marked, &state).await;
         for (key, hook, mut record) in pending {
             let secret = match hook.secret() {
                 Ok(s) => s,
@@ -615,6 +615,15 @@ impl Evaluator<'_> {
             }
         }
         Ok(report)
+    }
+
+    /// Puts the tenant's open-alert marker right. A failure only warns: the state is committed
+    /// and its notifications must still go out, and the next read of the state retries.
+    async fn mark_open(&self, tenant: &str, marked: bool, state: &TenantState) {
+        let open = state.has_open_alerts();
+        if let Err(e) = open_markers::reconcile(self.data, tenant, marked, open).await {
+            tracing::warn!(tenant, open, error = %e, "could not update the open-alert marker; the next evaluation retries");
+        }
     }
 
     async fn tenant_config(

@@ -131,6 +131,17 @@ async fn take_partials(
     taken
 }
 
+/// A store with both shards' partials and acme's webhook pointing at a fresh receiver (the
+/// temporary directory lives as long as the first element).
+async fn seeded_with_webhook() -> (tempfile::TempDir, LocalDirStore, Receiver) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
+    configure_webhook(&store, &receiver.url()).await;
+    (dir, store, receiver)
+}
+
 async fn configure_webhook(store: &LocalDirStore, url: &str) {
     let toml = format!("[[webhooks]]\nurl = \"{url}\"\nsecret = \"hook-secret\"\n");
     store
@@ -148,7 +159,7 @@ fn quick_retry() -> RetryPolicy {
     }
 }
 
-fn evaluator<'a>(store: &'a LocalDirStore, http: &'a HttpPoster) -> Evaluator<'a> {
+fn evaluator<'a>(store: &'a dyn BlobStore, http: &'a HttpPoster) -> Evaluator<'a> {
     Evaluator {
         data: store,
         rules_store: store,
@@ -164,11 +175,7 @@ fn evaluator<'a>(store: &'a LocalDirStore, http: &'a HttpPoster) -> Evaluator<'a
 
 #[tokio::test]
 async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_duplicates() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalDirStore::new(dir.path());
-    seed_partials(&store).await;
-    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
-    configure_webhook(&store, &receiver.url()).await;
+    let (_dir, store, receiver) = seeded_with_webhook().await;
     receiver.fail_next(1);
     let http = HttpPoster::new().expect("client");
 
@@ -244,11 +251,7 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
 
 #[tokio::test]
 async fn failed_deliveries_are_kept_and_redriven() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalDirStore::new(dir.path());
-    seed_partials(&store).await;
-    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
-    configure_webhook(&store, &receiver.url()).await;
+    let (_dir, store, receiver) = seeded_with_webhook().await;
     receiver.fail_next(1000);
     let http = HttpPoster::new().expect("client");
     evaluator(&store, &http)
@@ -465,11 +468,7 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
 
 #[tokio::test]
 async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_without_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalDirStore::new(dir.path());
-    seed_partials(&store).await;
-    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
-    configure_webhook(&store, &receiver.url()).await;
+    let (_dir, store, receiver) = seeded_with_webhook().await;
     let http = HttpPoster::new().expect("client");
     let marker = open_markers::marker_key("acme");
 
@@ -509,4 +508,81 @@ async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_withou
         [open_markers::COMPLETE_KEY.to_owned()],
         "markers rebuilt from the states, and acme's deleted once its alert resolved"
     );
+}
+
+/// The embedded store, except that writing or deleting an open-alert marker fails (as an S3
+/// outage on that one prefix would).
+#[derive(Debug)]
+struct MarkersFail(LocalDirStore);
+
+impl MarkersFail {
+    fn refuse(key: &str, op: &'static str) -> Result<(), sluice_core::StoreError> {
+        Err(sluice_core::StoreError::Backend {
+            backend: "test",
+            op,
+            key: key.to_owned(),
+            message: "injected failure".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl BlobStore for MarkersFail {
+    async fn put(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+    ) -> Result<(), sluice_core::StoreError> {
+        if key.starts_with("alerts/open/tenant=") {
+            return Self::refuse(key, "put");
+        }
+        self.0.put(key, body, content_type).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, sluice_core::StoreError> {
+        self.0.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, sluice_core::StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), sluice_core::StoreError> {
+        if key.starts_with("alerts/open/tenant=") {
+            return Self::refuse(key, "delete");
+        }
+        self.0.delete(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        content_type: &str,
+        precondition: sluice_core::store::Precondition,
+    ) -> Result<(), sluice_core::StoreError> {
+        self.0.put_if(key, body, content_type, precondition).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_marker_write_still_delivers_and_is_put_right_by_the_next_run() {
+    let (_dir, store, receiver) = seeded_with_webhook().await;
+    let http = HttpPoster::new().expect("client");
+    let failing = MarkersFail(store.clone());
+    // Windows 0-5: acme's alert fires; its marker cannot be written.
+    evaluator(&failing, &http)
+        .run(START + 8 * MIN)
+        .await
+        .expect("evaluation goes on without the marker");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the firing notification went out"
+    );
+    let marker = open_markers::marker_key("acme");
+    assert!(store.get(&marker).await.expect("get").is_none());
+    // The next run reads acme's state again and writes the marker it lacks.
+    evaluator(&store, &http)
+        .run(START + 9 * MIN)
+        .await
+        .expect("evaluation");
+    assert!(store.get(&marker).await.expect("get").is_some());
 }
