@@ -228,59 +228,30 @@ pub fn run_python(script: &str, args: &[&str]) -> anyhow::Result<String> {
     String::from_utf8(output.stdout).context("python printed non-UTF-8")
 }
 
-/// Checks the Parquet under `dir/logs/` with pyarrow and DuckDB: both must read it and find
-/// `expect_rows` rows. Uses `xtask/python/verify_parquet.py` when present, else an equivalent
-/// inline check.
+/// Checks the Parquet under `dir/logs/` with pyarrow and DuckDB (`xtask/python/verify_parquet.py`,
+/// the check `cargo xtask demo` runs): both must read it and find `expect_rows` rows.
 pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
     let dir_arg = dir.to_str().context("non-UTF-8 temp dir")?;
     let rows_arg = expect_rows.to_string();
     let script = repo_root().join("xtask/python/verify_parquet.py");
-    if script.is_file() {
-        let python = python();
-        let output = Command::new(&python)
-            .arg(&script)
-            .arg(dir_arg)
-            .arg("--expect-rows")
-            .arg(&rows_arg)
-            .output()
-            .with_context(|| format!("running {python} {}", script.display()))?;
-        ensure!(
-            output.status.success(),
-            "{} rejected {dir_arg} ({}):\n{}\n{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        return Ok(());
-    }
-    run_python(INLINE_VERIFIER, &[dir_arg, &rows_arg]).map(|_| ())
+    let python = python();
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(dir_arg)
+        .arg("--expect-rows")
+        .arg(&rows_arg)
+        .output()
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    ensure!(
+        output.status.success(),
+        "{} rejected {dir_arg} ({}):\n{}\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
-
-const INLINE_VERIFIER: &str = r#"
-import glob, os, sys
-import duckdb
-import pyarrow.parquet as pq
-
-root, expect = sys.argv[1], int(sys.argv[2])
-files = sorted(glob.glob(os.path.join(root, "logs", "**", "*.parquet"), recursive=True))
-if not files:
-    sys.exit(f"no Parquet under {root}/logs")
-rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-if rows != expect:
-    sys.exit(f"pyarrow: {rows} rows, expected {expect}")
-pattern = os.path.join(root, "logs", "**", "*.parquet")
-(count,) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = true)").fetchone()
-if count != expect:
-    sys.exit(f"duckdb: {count} rows, expected {expect}")
-bad = duckdb.sql(
-    f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = false, filename = true) "
-    "WHERE filename NOT LIKE ('%tenant=' || tenant || '/%')"
-).fetchone()[0]
-if bad:
-    sys.exit(f"duckdb: {bad} rows sit under another tenant's partition")
-print(f"ok: {len(files)} files, {rows} rows")
-"#;
 
 /// Reads `columns` of every row under `dir/logs/` with pyarrow, one JSON object per row, each
 /// with `_key` (the object's key relative to `dir`) added. Timestamps come back as integer ms
