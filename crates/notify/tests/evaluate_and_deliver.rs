@@ -142,6 +142,14 @@ async fn seeded_with_webhook() -> (tempfile::TempDir, LocalDirStore, Receiver) {
     (dir, store, receiver)
 }
 
+/// Removes acme's partials of the windows from `from_ms` on: it sent no logs after that.
+async fn acme_goes_quiet_from(store: &LocalDirStore, from_ms: i64) {
+    take_partials(store, |key, start| {
+        key.contains("/tenant=acme/") && start >= from_ms
+    })
+    .await;
+}
+
 async fn configure_webhook(store: &LocalDirStore, url: &str) {
     let toml = format!("[[webhooks]]\nurl = \"{url}\"\nsecret = \"hook-secret\"\n");
     store
@@ -284,17 +292,10 @@ async fn failed_deliveries_are_kept_and_redriven() {
 
 #[tokio::test]
 async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = LocalDirStore::new(dir.path());
-    seed_partials(&store).await;
+    let (_dir, store, receiver) = seeded_with_webhook().await;
     // acme goes quiet from minute 6, in the middle of its incident: no partials after that.
     let quiet_from = START + 6 * MIN;
-    take_partials(&store, |key, start| {
-        key.contains("/tenant=acme/") && start >= quiet_from
-    })
-    .await;
-    let receiver = Receiver::start(b"hook-secret").await.expect("receiver");
-    configure_webhook(&store, &receiver.url()).await;
+    acme_goes_quiet_from(&store, quiet_from).await;
     let http = HttpPoster::new().expect("client");
     let reports = evaluator(&store, &http)
         .run(START + 20 * MIN)
@@ -489,10 +490,7 @@ async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_withou
     for key in open {
         store.delete(&key).await.expect("delete marker");
     }
-    take_partials(&store, |key, start| {
-        key.contains("/tenant=acme/") && start >= START + 6 * MIN
-    })
-    .await;
+    acme_goes_quiet_from(&store, START + 6 * MIN).await;
     evaluator(&store, &http)
         .run(START + 20 * MIN)
         .await
