@@ -292,9 +292,8 @@ impl Evaluator<'_> {
     /// Whether the window starting at `start_ms` may be evaluated now, given the shards'
     /// progress.
     fn shard_gate(&self, shards: &[ShardProgress], start_ms: i64, now_ms: i64) -> Gate {
-        let w = &self.config.window;
         let wait = self.config.shard_wait;
-        let close = start_ms + w.window_ms + w.allowed_lateness_ms;
+        let close = self.config.window.close_ms(start_ms);
         let lagging = progress::lagging(shards, close, now_ms, wait.grace_ms);
         if lagging.is_empty() {
             return Gate::Open {

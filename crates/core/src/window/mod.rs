@@ -192,9 +192,14 @@ impl WindowConfig {
         ts_ms.div_euclid(self.window_ms) * self.window_ms
     }
 
+    /// When a window starting at `start_ms` closes: its end plus the allowed lateness.
+    pub fn close_ms(&self, start_ms: i64) -> i64 {
+        start_ms + self.window_ms + self.allowed_lateness_ms
+    }
+
     /// True when a window starting at `start_ms` is closed at `now_ms` (end plus lateness).
     pub fn is_closed(&self, start_ms: i64, now_ms: i64) -> bool {
-        start_ms + self.window_ms + self.allowed_lateness_ms <= now_ms
+        self.close_ms(start_ms) <= now_ms
     }
 }
 
