@@ -66,8 +66,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .join("wasm32-wasip2")
         .join("release");
 
-    util::run(util::cargo().args(["build", "--workspace", "--bins"]))?;
-    let mut cmd = Command::new(util::target_dir()?.join("debug").join("sluice"));
+    let mut cmd = Command::new(crate::test::build_dev_sluice()?);
     cmd.args(["demo", "--out"])
         .arg(&out)
         .arg("--rules-dir")

@@ -184,7 +184,7 @@ fn workspace_tests(endpoint: &str, tools: &Venv, extra: &[String]) -> Result<()>
     }
     // The run builds the `sluice` binary for the CLI's own tests before any test starts; the
     // end-to-end tests that run it as a process take it from here instead of asking cargo.
-    let sluice = util::target_dir()?.join("debug").join("sluice");
+    let sluice = dev_sluice()?;
     note(format!("SLUICE_BIN={}", sluice.display()));
     cmd.env("SLUICE_BIN", sluice);
     util::run(&mut cmd)
@@ -212,6 +212,19 @@ pub fn test_env(endpoint: &str, tools: &Venv) -> Vec<(&'static str, String)> {
 
 /// Where the plugins are built: always `plugins/target`, whatever `CARGO_TARGET_DIR` says, so
 /// that the components are at a known place (`plugins/target/wasm32-wasip2/debug/*.wasm`).
+/// The dev-profile `sluice` binary (the one the workspace tests build).
+pub fn dev_sluice() -> Result<std::path::PathBuf> {
+    Ok(util::target_dir()?.join("debug").join("sluice"))
+}
+
+/// Builds the workspace's binaries in the dev profile and returns `sluice`'s path. The whole
+/// workspace, so that features unify as they do for the tests and nothing (wasmtime, the AWS
+/// SDK) is compiled a second time.
+pub fn build_dev_sluice() -> Result<std::path::PathBuf> {
+    util::run(util::cargo().args(["build", "--workspace", "--bins"]))?;
+    dev_sluice()
+}
+
 pub fn plugins_target() -> std::path::PathBuf {
     util::repo_root().join("plugins").join("target")
 }
@@ -273,10 +286,7 @@ fn demo_smoke(tools: &Venv, records: u64) -> Result<()> {
         .tempdir()
         .context("creating a temporary directory")?;
     let out = work.path().join("out");
-    // Built for the whole workspace, so that features unify as they did for the tests and
-    // nothing (wasmtime, the AWS SDK) is compiled a second time.
-    util::run(util::cargo().args(["build", "--quiet", "--workspace", "--bins"]))?;
-    let sluice = util::target_dir()?.join("debug").join("sluice");
+    let sluice = build_dev_sluice()?;
     let stdout = util::output(
         Command::new(&sluice)
             .current_dir(work.path())
