@@ -13,7 +13,7 @@ use crate::error::{CoreError, RejectReason};
 use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
 use crate::input::StreamRecord;
 use crate::normalize::Fields;
-use crate::parquet_out::{self, ParquetOptions};
+use crate::parquet_out::{LogFileWriter, ParquetOptions};
 use crate::partition;
 use crate::resolve::{reference_ms, resolve};
 
@@ -41,6 +41,19 @@ impl Default for IngestConfig {
     }
 }
 
+/// What a batch's encoding keeps for the next one: cleared column builders (their memory is
+/// already faulted in, so a warm pipeline appends rows without page faults) and the file
+/// writer with its zstd context.
+#[derive(Debug, Default)]
+pub struct EncodeScratch {
+    builders: Vec<ColumnBuilder>,
+    writer: Option<LogFileWriter>,
+}
+
+/// Builders kept at most: enough for the tenant-hours of a busy batch, without holding on to
+/// the memory of an unusual one.
+const KEPT_BUILDERS: usize = 32;
+
 struct Group {
     tenant: String,
     hour: i64,
@@ -57,6 +70,7 @@ struct BatchSink<'b> {
     rows_hint: usize,
     letters: &'b mut Vec<DeadLetter>,
     rejected: &'b mut BTreeMap<String, u64>,
+    spare: &'b mut Vec<ColumnBuilder>,
 }
 
 impl BatchSink<'_> {
@@ -76,7 +90,10 @@ impl BatchSink<'_> {
                     self.groups.push(Group {
                         tenant: tenant.to_owned(),
                         hour,
-                        builder: ColumnBuilder::with_capacity(self.rows_hint),
+                        builder: self
+                            .spare
+                            .pop()
+                            .unwrap_or_else(|| ColumnBuilder::with_capacity(self.rows_hint)),
                     });
                     self.groups.len() - 1
                 }
@@ -149,6 +166,16 @@ pub fn encode_batch(
     records: &[StreamRecord],
     now_ms: i64,
 ) -> Result<EncodedBatch, CoreError> {
+    encode_batch_with(config, records, now_ms, &mut EncodeScratch::default())
+}
+
+/// [`encode_batch`], reusing (and refilling) what an earlier batch left in `scratch`.
+pub fn encode_batch_with(
+    config: &IngestConfig,
+    records: &[StreamRecord],
+    now_ms: i64,
+    scratch: &mut EncodeScratch,
+) -> Result<EncodedBatch, CoreError> {
     let mut stats = IngestStats::default();
     let Some(first) = records.first() else {
         return Ok(EncodedBatch {
@@ -175,18 +202,27 @@ pub fn encode_batch(
             rows_hint,
             letters: &mut letters,
             rejected: &mut stats.rejected,
+            spare: &mut scratch.builders,
         };
         decoder.decode(&record.data, &mut sink);
         last_group = sink.last_group;
     }
 
-    let props = config.parquet.writer_properties()?;
+    let writer = match &mut scratch.writer {
+        Some(writer) => writer,
+        None => scratch
+            .writer
+            .insert(LogFileWriter::new(config.parquet.zstd_level)?),
+    };
     let mut objects = Vec::with_capacity(groups.len() + 1);
     groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
     for mut group in groups {
         let rows = group.builder.len() as u64;
-        let batch = group.builder.finish()?;
-        let body = parquet_out::encode(&batch, &props)?;
+        let body = writer.write(&group.builder)?;
+        if scratch.builders.len() < KEPT_BUILDERS {
+            group.builder.clear();
+            scratch.builders.push(group.builder);
+        }
         stats.rows += rows;
         *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
         stats.bytes_out += body.len() as u64;

@@ -8,6 +8,7 @@
 //! and objects written by the first attempt are replaced rather than duplicated.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,7 +17,7 @@ use crate::error::CoreError;
 use crate::input::StreamRecord;
 use crate::store::BlobStore;
 
-pub use crate::encode_batch::{IngestConfig, encode_batch};
+pub use crate::encode_batch::{EncodeScratch, IngestConfig, encode_batch, encode_batch_with};
 
 /// Which kind of object an [`EncodedObject`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,14 +108,22 @@ pub struct IngestOutcome {
 }
 
 /// Decodes, normalises and encodes batches, and stores the result.
+///
+/// Clones share a pool of [`EncodeScratch`]: each batch takes one (or starts a fresh one when
+/// all are in use by concurrent batches) and gives it back, so a warm pipeline reuses its
+/// column memory and zstd context instead of allocating them per batch.
 #[derive(Debug, Clone, Default)]
 pub struct IngestPipeline {
     config: IngestConfig,
+    scratch: Arc<Mutex<Vec<EncodeScratch>>>,
 }
 
 impl IngestPipeline {
     pub fn new(config: IngestConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            scratch: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -123,7 +132,11 @@ impl IngestPipeline {
 
     /// Pure CPU: turns a batch into the objects to store. `now_ms` bounds event timestamps.
     pub fn encode(&self, records: &[StreamRecord], now_ms: i64) -> Result<EncodedBatch, CoreError> {
-        encode_batch(&self.config, records, now_ms)
+        let pool = || self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scratch = pool().pop().unwrap_or_default();
+        let encoded = encode_batch_with(&self.config, records, now_ms, &mut scratch);
+        pool().push(scratch);
+        encoded
     }
 
     /// Encodes the batch and writes every object. Never fails as a whole: a storage failure is

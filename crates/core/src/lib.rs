@@ -6,7 +6,8 @@
 //! - [`decode`]: payload formats (NDJSON, CloudWatch Logs subscription gzip, KPL aggregates,
 //!   plain text) and the hand-written JSON scanner behind them;
 //! - [`normalize`]: field aliases, timestamps and levels, to the canonical record;
-//! - [`columns`], [`parquet_out`]: the Arrow schema and the tuned Parquet writer;
+//! - [`columns`], [`parquet_out`]: the canonical schema, the column builder rows are appended
+//!   to, and the tuned Parquet writer that pages those columns out directly;
 //! - [`partition`]: the Hive-style storage keys;
 //! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port;
 //! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.

@@ -1,0 +1,164 @@
+//! Column storage laid out the way Parquet pages want it, so that writing a file is mostly
+//! slicing and compressing: strings in PLAIN encoding (4-byte length, then the bytes),
+//! numbers as plain vectors, and one definition level (0 = null, 1 = value) per row for the nullable columns.
+
+/// Definition levels of a nullable column: `Some` with one 0/1 per row, `None` when the column
+/// is required.
+pub type DefLevels = Option<Vec<u8>>;
+
+#[inline]
+fn push_def(def: &mut DefLevels, present: bool) {
+    if let Some(def) = def {
+        def.push(u8::from(present));
+    }
+}
+
+/// Strings in PLAIN encoding, values of null rows left out.
+#[derive(Debug, Clone, Default)]
+pub struct PlainStrings {
+    pub data: Vec<u8>,
+    pub def: DefLevels,
+}
+
+impl PlainStrings {
+    pub fn new(nullable: bool, rows: usize, bytes_per_row: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(rows * (bytes_per_row + 4)),
+            def: nullable.then(|| Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends one value. A value longer than `u32::MAX` bytes cannot occur: records are
+    /// capped far below that before they are decoded.
+    #[inline]
+    pub fn push(&mut self, value: Option<&str>) {
+        push_def(&mut self.def, value.is_some());
+        if let Some(v) = value {
+            self.data.reserve(4 + v.len());
+            self.start_value(v.len());
+            self.data.extend_from_slice(v.as_bytes());
+        }
+    }
+
+    /// Writes the length prefix of a value whose bytes the caller appends to `data` next.
+    #[inline]
+    pub fn start_value(&mut self, len: usize) {
+        self.data.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    /// Patches the length prefix written at `at` once the value's length is known.
+    pub fn finish_value(&mut self, at: usize) {
+        let len = (self.data.len() - at - 4) as u32;
+        self.data[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        if let Some(def) = &mut self.def {
+            def.clear();
+        }
+    }
+
+    /// Byte offset of every row's value (`None` for nulls).
+    fn offsets(&self, rows: usize) -> Vec<Option<usize>> {
+        let mut at = 0;
+        (0..rows)
+            .map(|row| {
+                if self.def.as_ref().is_some_and(|d| d[row] == 0) {
+                    return None;
+                }
+                let start = at;
+                at += 4 + value_len(&self.data, at);
+                Some(start)
+            })
+            .collect()
+    }
+
+    /// The rows in `order`.
+    pub fn permuted(&self, order: &[u32]) -> Self {
+        let offsets = self.offsets(order.len());
+        let mut out = Self {
+            data: Vec::with_capacity(self.data.len()),
+            def: self.def.as_ref().map(|_| Vec::with_capacity(order.len())),
+        };
+        for &row in order {
+            let at = offsets[row as usize];
+            push_def(&mut out.def, at.is_some());
+            if let Some(at) = at {
+                let end = at + 4 + value_len(&self.data, at);
+                out.data.extend_from_slice(&self.data[at..end]);
+            }
+        }
+        out
+    }
+}
+
+/// The length prefix at `at` of PLAIN-encoded strings.
+pub fn value_len(data: &[u8], at: usize) -> usize {
+    let mut le = [0u8; 4];
+    le.copy_from_slice(&data[at..at + 4]);
+    u32::from_le_bytes(le) as usize
+}
+
+/// Fixed-width values of non-null rows, and the definition levels.
+#[derive(Debug, Clone, Default)]
+pub struct Nullable<T> {
+    pub values: Vec<T>,
+    pub def: Vec<u8>,
+}
+
+impl<T: Copy> Nullable<T> {
+    pub fn new(rows: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(rows),
+            def: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, value: Option<T>) {
+        self.def.push(u8::from(value.is_some()));
+        if let Some(v) = value {
+            self.values.push(v);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.def.clear();
+    }
+
+    pub fn permuted(&self, order: &[u32]) -> Self {
+        let (values, def) = permute_nullable(&self.values, Some(&self.def), order);
+        Self {
+            values,
+            def: def.unwrap_or_default(),
+        }
+    }
+}
+
+/// Reorders per-row values where null rows have no value.
+fn permute_nullable<T: Copy>(
+    values: &[T],
+    def: Option<&[u8]>,
+    order: &[u32],
+) -> (Vec<T>, DefLevels) {
+    let Some(def) = def else {
+        return (order.iter().map(|&r| values[r as usize]).collect(), None);
+    };
+    let mut value_of_row = Vec::with_capacity(def.len());
+    let mut next = 0;
+    for &d in def {
+        value_of_row.push(next);
+        next += usize::from(d);
+    }
+    let mut out = Vec::with_capacity(values.len());
+    let mut out_def = Vec::with_capacity(order.len());
+    for &row in order {
+        let d = def[row as usize];
+        out_def.push(d);
+        if d == 1 {
+            out.push(values[value_of_row[row as usize]]);
+        }
+    }
+    (out, Some(out_def))
+}

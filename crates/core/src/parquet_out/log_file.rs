@@ -1,0 +1,519 @@
+//! Writes the rows of a [`ColumnBuilder`] as one Parquet file, page by page, without going
+//! through Arrow arrays: the builder already holds each column the way its pages are laid out
+//! (PLAIN strings, dictionary indices, definition levels), so writing is slicing, a little
+//! level and delta encoding, and zstd with one reused context.
+//!
+//! The layout is what [`super::ParquetOptions`] describes for the Arrow writer: dictionaries for
+//! the low-cardinality columns (falling back to PLAIN when a dictionary outgrows
+//! [`DICTIONARY_LIMIT`]), DELTA_BINARY_PACKED timestamps, chunk statistics on everything but
+//! free text and ids, one row group, the Arrow schema in the footer, rows sorted by `ts`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::arrow::{ArrowSchemaConverter, add_encoded_arrow_schema_to_metadata};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::page::{CompressedPage, Page, PageWriter as _};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::ByteArray;
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
+
+use super::interner::Interner;
+use super::{delta, hybrid_rle};
+use crate::columns::{self, ColumnBuilder, Nullable, PlainStrings, value_len};
+use crate::error::CoreError;
+use crate::level::Level;
+
+/// Rows per data page at most (parquet-rs's default).
+const PAGE_ROWS: usize = 20_000;
+/// Uncompressed bytes per data page, roughly (a page ends after the row that passes it).
+const PAGE_BYTES: usize = 1 << 20;
+/// A dictionary larger than this (in PLAIN bytes) is not worth it: the column is written
+/// PLAIN instead, as parquet-rs does past its dictionary page limit.
+pub const DICTIONARY_LIMIT: usize = 1 << 20;
+/// Statistics values longer than this are left out rather than bloating the footer.
+const MAX_STATISTICS_VALUE: usize = 64;
+
+/// Writes log files. Keeps its zstd context and scratch buffers from file to file.
+pub struct LogFileWriter {
+    schema: Arc<SchemaDescriptor>,
+    properties: WriterPropertiesPtr,
+    compression: Compression,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// One uncompressed page at a time.
+    page: Vec<u8>,
+    /// Dictionary indices of the column being written.
+    indices: Vec<u32>,
+    /// The dictionary of the string column being written.
+    interner: Interner,
+    /// `http_status` value → dictionary index + 1 (0: not in the dictionary yet).
+    status_slots: Vec<u32>,
+}
+
+impl std::fmt::Debug for LogFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFileWriter")
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogFileWriter {
+    pub fn new(zstd_level: i32) -> Result<Self, CoreError> {
+        let arrow_schema = columns::schema();
+        let schema = Arc::new(ArrowSchemaConverter::new().convert(&arrow_schema)?);
+        let compression = Compression::ZSTD(ZstdLevel::try_new(zstd_level)?);
+        let mut properties = WriterProperties::builder()
+            .set_compression(compression)
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut properties);
+        Ok(Self {
+            schema,
+            properties: Arc::new(properties),
+            compression,
+            compressor: zstd::bulk::Compressor::new(zstd_level)?,
+            page: Vec::new(),
+            indices: Vec::new(),
+            interner: Interner::default(),
+            status_slots: vec![0; 1 << 16],
+        })
+    }
+
+    /// The whole file, footer included.
+    pub fn write(&mut self, rows: &ColumnBuilder) -> Result<Vec<u8>, CoreError> {
+        let sorted;
+        let c = if rows.is_sorted() {
+            rows
+        } else {
+            sorted = rows.sorted_by_ts();
+            &sorted
+        };
+        let n = c.len();
+        let estimate = c.message.data.len() / 4 + 4096;
+        let mut file = SerializedFileWriter::new(
+            Vec::with_capacity(estimate),
+            self.schema.root_schema_ptr(),
+            Arc::clone(&self.properties),
+        )?;
+        let mut group = file.next_row_group()?;
+        let schema = Arc::clone(&self.schema);
+        let column = |i: usize| schema.column(i);
+        let chunks = [
+            self.timestamps(column(0), &c.ts)?,
+            self.timestamps(column(1), &c.received_at)?,
+            self.dict_strings(column(2), &c.tenant, n)?,
+            self.dict_strings(column(3), &c.service, n)?,
+            self.levels(column(4), &c.level)?,
+            self.plain_strings(column(5), &c.message, n)?,
+            self.plain_strings(column(6), &c.trace_id, n)?,
+            self.plain_strings(column(7), &c.span_id, n)?,
+            self.dict_strings(column(8), &c.http_method, n)?,
+            self.plain_strings(column(9), &c.http_path, n)?,
+            self.statuses(column(10), &c.http_status)?,
+            self.doubles(column(11), &c.latency_ms)?,
+            self.dict_strings(column(12), &c.host, n)?,
+            self.dict_strings(column(13), &c.region, n)?,
+            self.plain_strings(column(14), &c.event_id, n)?,
+            self.plain_strings(column(15), &c.attrs, n)?,
+        ];
+        for (bytes, close) in chunks {
+            group.append_column(&bytes, close)?;
+        }
+        group.close()?;
+        Ok(file.into_inner()?)
+    }
+
+    /// Compresses the page buffer.
+    fn compress_page(&mut self) -> Result<Bytes, CoreError> {
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
+        self.compressor.compress_to_buffer(&self.page, &mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    fn data_page(
+        &mut self,
+        chunk: &mut Chunk,
+        rows: usize,
+        encoding: Encoding,
+    ) -> Result<(), CoreError> {
+        let buf = self.compress_page()?;
+        let page = Page::DataPage {
+            buf,
+            num_values: rows as u32,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        chunk.write(CompressedPage::new(page, self.page.len()), false)
+    }
+
+    fn dictionary_page(&mut self, chunk: &mut Chunk, entries: usize) -> Result<(), CoreError> {
+        let buf = self.compress_page()?;
+        let page = Page::DictionaryPage {
+            buf,
+            num_values: entries as u32,
+            encoding: Encoding::PLAIN,
+            is_sorted: false,
+        };
+        chunk.write(CompressedPage::new(page, self.page.len()), true)
+    }
+
+    /// Starts a page with the definition levels of `rows` (nothing for a required column).
+    fn start_page(&mut self, def: Option<&[u8]>) {
+        self.page.clear();
+        if let Some(levels) = def {
+            let at = self.page.len();
+            self.page.extend_from_slice(&[0; 4]);
+            hybrid_rle::encode(levels, 1, &mut self.page);
+            let len = (self.page.len() - at - 4) as u32;
+            self.page[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    fn timestamps(&mut self, descr: ColumnDescPtr, values: &[i64]) -> Result<Written, CoreError> {
+        let mut chunk = Chunk::new(descr, values.len());
+        for page in values.chunks(PAGE_ROWS) {
+            self.start_page(None);
+            delta::encode(page, &mut self.page);
+            self.data_page(&mut chunk, page.len(), Encoding::DELTA_BINARY_PACKED)?;
+        }
+        let min = values.iter().copied().min();
+        let max = values.iter().copied().max();
+        chunk.finish(
+            self.compression,
+            &[Encoding::DELTA_BINARY_PACKED, Encoding::RLE],
+            Some(Statistics::int64(min, max, None, Some(0), false)),
+        )
+    }
+
+    fn plain_strings(
+        &mut self,
+        descr: ColumnDescPtr,
+        column: &PlainStrings,
+        rows: usize,
+    ) -> Result<Written, CoreError> {
+        self.plain_strings_with(descr, column, rows, None)
+    }
+
+    fn plain_strings_with(
+        &mut self,
+        descr: ColumnDescPtr,
+        column: &PlainStrings,
+        rows: usize,
+        statistics: Option<Statistics>,
+    ) -> Result<Written, CoreError> {
+        let mut chunk = Chunk::new(descr, rows);
+        let def = column.def.as_deref();
+        let (mut row, mut at) = (0, 0);
+        while row < rows {
+            let (first_row, first_byte) = (row, at);
+            while row < rows && row - first_row < PAGE_ROWS && at - first_byte < PAGE_BYTES {
+                if def.is_none_or(|d| d[row] == 1) {
+                    at += 4 + value_len(&column.data, at);
+                }
+                row += 1;
+            }
+            self.start_page(def.map(|d| &d[first_row..row]));
+            self.page.extend_from_slice(&column.data[first_byte..at]);
+            self.data_page(&mut chunk, row - first_row, Encoding::PLAIN)?;
+        }
+        chunk.finish(
+            self.compression,
+            &[Encoding::PLAIN, Encoding::RLE],
+            statistics,
+        )
+    }
+
+    /// A low-cardinality string column: a dictionary page and index pages, or PLAIN pages
+    /// when the dictionary passes [`DICTIONARY_LIMIT`].
+    fn dict_strings(
+        &mut self,
+        descr: ColumnDescPtr,
+        column: &PlainStrings,
+        rows: usize,
+    ) -> Result<Written, CoreError> {
+        let nulls = column
+            .def
+            .as_ref()
+            .map_or(0, |d| d.iter().filter(|&&d| d == 0).count());
+        if !self.interner.build(&column.data, DICTIONARY_LIMIT) {
+            let values = plain_values(&column.data);
+            let statistics = byte_array_statistics(values, nulls);
+            return self.plain_strings_with(descr, column, rows, Some(statistics));
+        }
+        let data = &column.data;
+        let entries = &self.interner.entries;
+        let statistics =
+            byte_array_statistics(entries.iter().map(|&(s, e)| &data[s + 4..e]), nulls);
+        self.page.clear();
+        for &(s, e) in entries {
+            self.page.extend_from_slice(&data[s..e]);
+        }
+        let indices = std::mem::take(&mut self.interner.indices);
+        let written = self.dictionary_chunk(
+            descr,
+            self.interner.entries.len(),
+            &indices,
+            column.def.as_deref(),
+            rows,
+            Some(statistics),
+        );
+        self.interner.indices = indices;
+        written
+    }
+
+    /// Writes the dictionary page already in `self.page`, then the index pages.
+    fn dictionary_chunk(
+        &mut self,
+        descr: ColumnDescPtr,
+        entries: usize,
+        indices: &[u32],
+        def: Option<&[u8]>,
+        rows: usize,
+        statistics: Option<Statistics>,
+    ) -> Result<Written, CoreError> {
+        let mut chunk = Chunk::new(descr, rows);
+        self.dictionary_page(&mut chunk, entries)?;
+        let width = hybrid_rle::bit_width(entries.saturating_sub(1) as u32);
+        let (mut row, mut next) = (0, 0);
+        while row < rows {
+            let end = (row + PAGE_ROWS).min(rows);
+            let levels = def.map(|d| &d[row..end]);
+            let present = levels.map_or(end - row, |l| l.iter().filter(|&&d| d == 1).count());
+            self.start_page(levels);
+            self.page.push(width);
+            hybrid_rle::encode(&indices[next..next + present], width, &mut self.page);
+            next += present;
+            self.data_page(&mut chunk, end - row, Encoding::RLE_DICTIONARY)?;
+            row = end;
+        }
+        chunk.finish(
+            self.compression,
+            &[Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY],
+            statistics,
+        )
+    }
+
+    fn levels(&mut self, descr: ColumnDescPtr, levels: &[u8]) -> Result<Written, CoreError> {
+        let mut slot = [u32::MAX; Level::ALL.len()];
+        let mut names: Vec<&[u8]> = Vec::new();
+        let mut indices = std::mem::take(&mut self.indices);
+        indices.clear();
+        for &l in levels {
+            let s = &mut slot[usize::from(l)];
+            if *s == u32::MAX {
+                *s = names.len() as u32;
+                names.push(Level::ALL[usize::from(l)].as_str().as_bytes());
+            }
+            indices.push(*s);
+        }
+        self.page.clear();
+        for v in &names {
+            self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            self.page.extend_from_slice(v);
+        }
+        let statistics = byte_array_statistics(names.iter().copied(), 0);
+        let written = self.dictionary_chunk(
+            descr,
+            names.len(),
+            &indices,
+            None,
+            levels.len(),
+            Some(statistics),
+        );
+        self.indices = indices;
+        written
+    }
+
+    fn statuses(
+        &mut self,
+        descr: ColumnDescPtr,
+        column: &Nullable<u16>,
+    ) -> Result<Written, CoreError> {
+        let mut dictionary: Vec<u16> = Vec::new();
+        let mut indices = std::mem::take(&mut self.indices);
+        indices.clear();
+        for &v in &column.values {
+            let slot = &mut self.status_slots[usize::from(v)];
+            if *slot == 0 {
+                dictionary.push(v);
+                *slot = dictionary.len() as u32;
+            }
+            indices.push(*slot - 1);
+        }
+        for &v in &dictionary {
+            self.status_slots[usize::from(v)] = 0;
+        }
+        self.page.clear();
+        for &v in &dictionary {
+            self.page.extend_from_slice(&i32::from(v).to_le_bytes());
+        }
+        let min = dictionary.iter().copied().min().map(i32::from);
+        let max = dictionary.iter().copied().max().map(i32::from);
+        let nulls = (column.def.len() - column.values.len()) as u64;
+        let statistics = Statistics::int32(min, max, None, Some(nulls), false);
+        let written = self.dictionary_chunk(
+            descr,
+            dictionary.len(),
+            &indices,
+            Some(&column.def),
+            column.def.len(),
+            Some(statistics),
+        );
+        self.indices = indices;
+        written
+    }
+
+    fn doubles(
+        &mut self,
+        descr: ColumnDescPtr,
+        column: &Nullable<f64>,
+    ) -> Result<Written, CoreError> {
+        let rows = column.def.len();
+        let mut chunk = Chunk::new(descr, rows);
+        let (mut row, mut next) = (0, 0);
+        while row < rows {
+            let end = (row + PAGE_ROWS).min(rows);
+            let levels = &column.def[row..end];
+            let present = levels.iter().filter(|&&d| d == 1).count();
+            self.start_page(Some(levels));
+            for v in &column.values[next..next + present] {
+                self.page.extend_from_slice(&v.to_le_bytes());
+            }
+            next += present;
+            self.data_page(&mut chunk, end - row, Encoding::PLAIN)?;
+            row = end;
+        }
+        let (min, max) = float_bounds(&column.values);
+        let nulls = (rows - column.values.len()) as u64;
+        chunk.finish(
+            self.compression,
+            &[Encoding::PLAIN, Encoding::RLE],
+            Some(Statistics::double(min, max, None, Some(nulls), false)),
+        )
+    }
+}
+
+/// Min and max ignoring NaN, with zeros signed as parquet-rs writes them.
+fn float_bounds(values: &[f64]) -> (Option<f64>, Option<f64>) {
+    let mut bounds: Option<(f64, f64)> = None;
+    for &v in values.iter().filter(|v| !v.is_nan()) {
+        bounds = Some(match bounds {
+            None => (v, v),
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+        });
+    }
+    match bounds {
+        None => (None, None),
+        Some((lo, hi)) => (
+            Some(if lo == 0.0 { -0.0 } else { lo }),
+            Some(if hi == 0.0 { 0.0 } else { hi }),
+        ),
+    }
+}
+
+/// The values of PLAIN-encoded strings.
+fn plain_values(data: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        (at < data.len()).then(|| {
+            let start = at + 4;
+            at = start + value_len(data, at);
+            &data[start..at]
+        })
+    })
+}
+
+/// Min and max of the values, or only the null count when either is too long to keep.
+fn byte_array_statistics<'v>(
+    values: impl Iterator<Item = &'v [u8]> + Clone,
+    nulls: usize,
+) -> Statistics {
+    let min = values.clone().min();
+    let max = values.max();
+    let keep = |v: Option<&[u8]>| {
+        v.filter(|v| v.len() <= MAX_STATISTICS_VALUE)
+            .map(|v| ByteArray::from(v.to_vec()))
+    };
+    let (min, max) = match (keep(min), keep(max)) {
+        (Some(min), Some(max)) => (Some(min), Some(max)),
+        _ => (None, None),
+    };
+    Statistics::byte_array(min, max, None, Some(nulls as u64), false)
+}
+
+/// One column chunk's bytes and the metadata the row group needs to splice it in.
+type Written = (Bytes, ColumnCloseResult);
+
+/// The pages of one column chunk as they are written.
+struct Chunk {
+    descr: ColumnDescPtr,
+    rows: usize,
+    sink: TrackedWrite<Vec<u8>>,
+    dictionary_offset: Option<i64>,
+    data_offset: Option<i64>,
+    compressed: i64,
+    uncompressed: i64,
+}
+
+impl Chunk {
+    fn new(descr: ColumnDescPtr, rows: usize) -> Self {
+        Self {
+            descr,
+            rows,
+            sink: TrackedWrite::new(Vec::new()),
+            dictionary_offset: None,
+            data_offset: None,
+            compressed: 0,
+            uncompressed: 0,
+        }
+    }
+
+    fn write(&mut self, page: CompressedPage, dictionary: bool) -> Result<(), CoreError> {
+        let spec = SerializedPageWriter::new(&mut self.sink).write_page(page)?;
+        let offset = spec.offset as i64;
+        if dictionary {
+            self.dictionary_offset.get_or_insert(offset);
+        } else {
+            self.data_offset.get_or_insert(offset);
+        }
+        self.compressed += spec.compressed_size as i64;
+        self.uncompressed += spec.uncompressed_size as i64;
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        compression: Compression,
+        encodings: &[Encoding],
+        statistics: Option<Statistics>,
+    ) -> Result<Written, CoreError> {
+        let bytes = self.sink.into_inner()?;
+        let mut metadata = ColumnChunkMetaData::builder(self.descr)
+            .set_compression(compression)
+            .set_encodings(encodings.to_vec())
+            .set_num_values(self.rows as i64)
+            .set_total_compressed_size(self.compressed)
+            .set_total_uncompressed_size(self.uncompressed)
+            .set_data_page_offset(self.data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(self.dictionary_offset);
+        if let Some(statistics) = statistics {
+            metadata = metadata.set_statistics(statistics);
+        }
+        let close = ColumnCloseResult {
+            bytes_written: bytes.len() as u64,
+            rows_written: self.rows as u64,
+            metadata: metadata.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((Bytes::from(bytes), close))
+    }
+}
