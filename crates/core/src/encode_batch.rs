@@ -50,9 +50,20 @@ pub struct EncodeScratch {
     writer: Option<LogFileWriter>,
 }
 
-/// Builders kept at most: enough for the tenant-hours of a busy batch, without holding on to
-/// the memory of an unusual one.
+/// Builders kept at most: enough for the tenant-hours of a busy batch.
 const KEPT_BUILDERS: usize = 32;
+/// Memory the kept builders may hold in all: a builder that grew past what is left (one huge
+/// group) is dropped rather than kept for ever.
+const KEPT_BYTES: usize = 128 << 20;
+
+/// Keeps a finished group's builder for the next group, within the limits above.
+fn keep(builders: &mut Vec<ColumnBuilder>, mut builder: ColumnBuilder) {
+    let kept: usize = builders.iter().map(ColumnBuilder::capacity_bytes).sum();
+    if builders.len() < KEPT_BUILDERS && kept + builder.capacity_bytes() <= KEPT_BYTES {
+        builder.clear();
+        builders.push(builder);
+    }
+}
 
 struct Group {
     tenant: String,
@@ -216,13 +227,10 @@ pub fn encode_batch_with(
     };
     let mut objects = Vec::with_capacity(groups.len() + 1);
     groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
-    for mut group in groups {
+    for group in groups {
         let rows = group.builder.len() as u64;
         let body = writer.write(&group.builder)?;
-        if scratch.builders.len() < KEPT_BUILDERS {
-            group.builder.clear();
-            scratch.builders.push(group.builder);
-        }
+        keep(&mut scratch.builders, group.builder);
         stats.rows += rows;
         *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
         stats.bytes_out += body.len() as u64;
@@ -256,4 +264,43 @@ pub fn encode_batch_with(
     stats.objects = objects.len() as u64;
     stats.events = stats.rows + stats.rejected_total();
     Ok(EncodedBatch { objects, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_cleared_builders_only_within_the_memory_budget() {
+        let mut kept = Vec::new();
+        // Reserved, not touched: the budget counts capacity, which is what stays allocated.
+        let huge = ColumnBuilder::with_capacity(KEPT_BYTES / 64);
+        assert!(huge.capacity_bytes() > KEPT_BYTES);
+        keep(&mut kept, huge);
+        assert!(kept.is_empty(), "a builder over the budget was kept");
+
+        let mut small = ColumnBuilder::with_capacity(1024);
+        small.push(&Row {
+            ts_ms: 1,
+            received_at_ms: 1,
+            tenant: "acme",
+            service: "api",
+            level: crate::level::Level::Info,
+            fields: &Fields::default(),
+            attrs: None,
+            event_id: Some("e-1"),
+            origin: Origin {
+                shard_id: "s",
+                sequence_number: "1",
+                sub_index: 0,
+            },
+        });
+        keep(&mut kept, small);
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].is_empty(), "a kept builder must come back cleared");
+        for _ in 0..KEPT_BUILDERS * 2 {
+            keep(&mut kept, ColumnBuilder::with_capacity(1024));
+        }
+        assert_eq!(kept.len(), KEPT_BUILDERS);
+    }
 }

@@ -210,6 +210,28 @@ impl ColumnBuilder {
         column.finish_value(at);
     }
 
+    /// Bytes of memory the builder holds (what [`Self::clear`] keeps).
+    pub fn capacity_bytes(&self) -> usize {
+        let strings = [
+            &self.tenant,
+            &self.service,
+            &self.message,
+            &self.trace_id,
+            &self.span_id,
+            &self.http_method,
+            &self.http_path,
+            &self.host,
+            &self.region,
+            &self.event_id,
+            &self.attrs,
+        ];
+        strings.iter().map(|c| c.capacity_bytes()).sum::<usize>()
+            + (self.ts.capacity() + self.received_at.capacity()) * 8
+            + self.level.capacity()
+            + self.http_status.capacity_bytes()
+            + self.latency_ms.capacity_bytes()
+    }
+
     /// Empties the builder, keeping its memory.
     pub fn clear(&mut self) {
         self.ts.clear();

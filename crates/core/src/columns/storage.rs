@@ -52,6 +52,11 @@ impl PlainStrings {
         self.data[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
+    /// Bytes of memory held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.data.capacity() + self.def.as_ref().map_or(0, Vec::capacity)
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         if let Some(def) = &mut self.def {
@@ -120,6 +125,11 @@ impl<T: Copy> Nullable<T> {
         if let Some(v) = value {
             self.values.push(v);
         }
+    }
+
+    /// Bytes of memory held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.values.capacity() * size_of::<T>() + self.def.capacity()
     }
 
     pub fn clear(&mut self) {

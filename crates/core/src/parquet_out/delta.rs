@@ -60,3 +60,79 @@ fn pack(deltas: &[i64], min: i64, width: u8, out: &mut Vec<u8>) {
         .chain(padding);
     pack_bits(values, width, out);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = bytes[0];
+            *bytes = &bytes[1..];
+            v |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return v;
+            }
+        }
+    }
+
+    fn unzigzag(v: u64) -> i64 {
+        ((v >> 1) as i64) ^ -((v & 1) as i64)
+    }
+
+    /// A reference decoder straight from the format description.
+    fn decode(mut bytes: &[u8]) -> Vec<i64> {
+        let block = varint(&mut bytes) as usize;
+        let miniblocks = varint(&mut bytes) as usize;
+        let count = varint(&mut bytes) as usize;
+        let mut out = vec![unzigzag(varint(&mut bytes))];
+        while out.len() < count {
+            let min = unzigzag(varint(&mut bytes));
+            let widths = bytes[..miniblocks].to_vec();
+            bytes = &bytes[miniblocks..];
+            for width in widths {
+                if out.len() >= count {
+                    break;
+                }
+                let width = usize::from(width);
+                for k in 0..block / miniblocks {
+                    let mut v = 0u64;
+                    for b in 0..width {
+                        let bit = k * width + b;
+                        v |= u64::from((bytes[bit / 8] >> (bit % 8)) & 1) << b;
+                    }
+                    if out.len() < count {
+                        let last = out[out.len() - 1];
+                        out.push(last.wrapping_add(min).wrapping_add(v as i64));
+                    }
+                }
+                bytes = &bytes[block / miniblocks * width / 8..];
+            }
+        }
+        assert!(bytes.is_empty(), "{} bytes left over", bytes.len());
+        out
+    }
+
+    #[test]
+    fn round_trips_sorted_jittered_and_extreme_values() {
+        let cases: Vec<Vec<i64>> = vec![
+            vec![1_764_115_200_000],
+            (0..1000).map(|i| 1_764_115_200_000 + i * 3).collect(),
+            (0..777)
+                .map(|i| 1_764_115_200_000 + (i * 7919) % 1000)
+                .collect(),
+            vec![5; 300],
+            vec![i64::MIN, i64::MAX, 0, -1, i64::MAX, i64::MIN, 42],
+            (0..129)
+                .map(|i| if i % 2 == 0 { i64::MIN } else { i64::MAX })
+                .collect(),
+        ];
+        for values in cases {
+            let mut out = Vec::new();
+            encode(&values, &mut out);
+            assert_eq!(decode(&out), values);
+        }
+    }
+}

@@ -23,7 +23,9 @@ impl Interner {
         self.entries.clear();
         self.indices.clear();
         self.dictionary_bytes = 0;
-        if self.slots.is_empty() {
+        // A table grown for one column of many distinct values is not cleared for every later
+        // one: past 64K slots it starts small again.
+        if self.slots.is_empty() || self.slots.len() > 1 << 16 {
             self.slots = vec![(0, 0); 1024];
         } else {
             self.slots.fill((0, 0));

@@ -1,10 +1,11 @@
 //! Writes the rows of a [`ColumnBuilder`] as one Parquet file, page by page, without going
 //! through Arrow arrays: the builder already holds each column the way its pages are laid out
-//! (PLAIN strings, dictionary indices, definition levels), so writing is slicing, a little
-//! level and delta encoding, and zstd with one reused context.
+//! (PLAIN strings, plain numbers, definition levels), so writing is slicing, building the
+//! dictionaries of the low-cardinality columns, a little level and delta encoding, and zstd
+//! with one reused context.
 //!
-//! The layout is what [`super::ParquetOptions`] describes for the Arrow writer: dictionaries for
-//! the low-cardinality columns (falling back to PLAIN when a dictionary outgrows
+//! The layout is the one DESIGN.md §6 tuned (parquet-rs's Arrow writer produced it before):
+//! dictionaries for the low-cardinality columns (falling back to PLAIN when a dictionary outgrows
 //! [`DICTIONARY_LIMIT`]), DELTA_BINARY_PACKED timestamps, chunk statistics on everything but
 //! free text and ids, one row group, the Arrow schema in the footer, rows sorted by `ts`.
 
@@ -35,6 +36,8 @@ const PAGE_BYTES: usize = 1 << 20;
 /// A dictionary larger than this (in PLAIN bytes) is not worth it: the column is written
 /// PLAIN instead, as parquet-rs does past its dictionary page limit.
 pub const DICTIONARY_LIMIT: usize = 1 << 20;
+/// Room for the magic number and the footer (schema, Arrow schema, column metadata).
+const FOOTER_ROOM: usize = 16 << 10;
 /// Statistics values longer than this are left out rather than bloating the footer.
 const MAX_STATISTICS_VALUE: usize = 64;
 
@@ -76,7 +79,7 @@ impl LogFileWriter {
             schema,
             properties: Arc::new(properties),
             compression,
-            compressor: zstd::bulk::Compressor::new(zstd_level)?,
+            compressor: zstd::bulk::Compressor::new(zstd_level).map_err(zstd_error)?,
             page: Vec::new(),
             indices: Vec::new(),
             interner: Interner::default(),
@@ -94,13 +97,11 @@ impl LogFileWriter {
             &sorted
         };
         let n = c.len();
-        let estimate = c.message.data.len() / 4 + 4096;
-        let mut file = SerializedFileWriter::new(
-            Vec::with_capacity(estimate),
-            self.schema.root_schema_ptr(),
-            Arc::clone(&self.properties),
-        )?;
-        let mut group = file.next_row_group()?;
+        if n == 0 {
+            return Err(CoreError::Config(
+                "a log file needs at least one row".into(),
+            ));
+        }
         let schema = Arc::clone(&self.schema);
         let column = |i: usize| schema.column(i);
         let chunks = [
@@ -121,6 +122,14 @@ impl LogFileWriter {
             self.plain_strings(column(14), &c.event_id, n)?,
             self.plain_strings(column(15), &c.attrs, n)?,
         ];
+        // Sized once: growing the file while splicing copied it and faulted in new pages.
+        let size: usize = chunks.iter().map(|(bytes, _)| bytes.len()).sum();
+        let mut file = SerializedFileWriter::new(
+            Vec::with_capacity(size + FOOTER_ROOM),
+            self.schema.root_schema_ptr(),
+            Arc::clone(&self.properties),
+        )?;
+        let mut group = file.next_row_group()?;
         for (bytes, close) in chunks {
             group.append_column(&bytes, close)?;
         }
@@ -131,7 +140,9 @@ impl LogFileWriter {
     /// Compresses the page buffer.
     fn compress_page(&mut self) -> Result<Bytes, CoreError> {
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
-        self.compressor.compress_to_buffer(&self.page, &mut out)?;
+        self.compressor
+            .compress_to_buffer(&self.page, &mut out)
+            .map_err(zstd_error)?;
         Ok(Bytes::from(out))
     }
 
@@ -177,7 +188,7 @@ impl LogFileWriter {
     }
 
     fn timestamps(&mut self, descr: ColumnDescPtr, values: &[i64]) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, values.len());
+        let mut chunk = Chunk::new(descr, values.len(), values.len() * 8);
         for page in values.chunks(PAGE_ROWS) {
             self.start_page(None);
             delta::encode(page, &mut self.page);
@@ -208,7 +219,7 @@ impl LogFileWriter {
         rows: usize,
         statistics: Option<Statistics>,
     ) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, rows);
+        let mut chunk = Chunk::new(descr, rows, column.data.len() + rows);
         let def = column.def.as_deref();
         let (mut row, mut at) = (0, 0);
         while row < rows {
@@ -278,7 +289,7 @@ impl LogFileWriter {
         rows: usize,
         statistics: Option<Statistics>,
     ) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, rows);
+        let mut chunk = Chunk::new(descr, rows, self.page.len() + rows * 4);
         self.dictionary_page(&mut chunk, entries)?;
         let width = hybrid_rle::bit_width(entries.saturating_sub(1) as u32);
         let (mut row, mut next) = (0, 0);
@@ -376,7 +387,7 @@ impl LogFileWriter {
         column: &Nullable<f64>,
     ) -> Result<Written, CoreError> {
         let rows = column.def.len();
-        let mut chunk = Chunk::new(descr, rows);
+        let mut chunk = Chunk::new(descr, rows, rows * 9);
         let (mut row, mut next) = (0, 0);
         while row < rows {
             let end = (row + PAGE_ROWS).min(rows);
@@ -398,6 +409,10 @@ impl LogFileWriter {
             Some(Statistics::double(min, max, None, Some(nulls), false)),
         )
     }
+}
+
+fn zstd_error(e: std::io::Error) -> CoreError {
+    CoreError::Parquet(parquet::errors::ParquetError::External(Box::new(e)))
 }
 
 /// Min and max ignoring NaN, with zeros signed as parquet-rs writes them.
@@ -463,11 +478,13 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn new(descr: ColumnDescPtr, rows: usize) -> Self {
+    /// `room`: bytes to reserve, at least the chunk's compressed size (reserving more costs
+    /// nothing until it is touched; growing copies and faults in pages).
+    fn new(descr: ColumnDescPtr, rows: usize, room: usize) -> Self {
         Self {
             descr,
             rows,
-            sink: TrackedWrite::new(Vec::new()),
+            sink: TrackedWrite::new(Vec::with_capacity(room + 1024)),
             dictionary_offset: None,
             data_offset: None,
             compressed: 0,
