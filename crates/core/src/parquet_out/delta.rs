@@ -63,20 +63,8 @@ fn pack(deltas: &[i64], min: i64, width: u8, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hybrid_rle::tests::varint;
     use super::*;
-
-    fn varint(bytes: &mut &[u8]) -> u64 {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let b = bytes[0];
-            *bytes = &bytes[1..];
-            v |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b < 0x80 {
-                return v;
-            }
-        }
-    }
 
     fn unzigzag(v: u64) -> i64 {
         ((v >> 1) as i64) ^ -((v & 1) as i64)

@@ -91,23 +91,25 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Reads one unsigned LEB128 value.
+    pub fn varint(bytes: &mut &[u8]) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let b = bytes[0];
+            *bytes = &bytes[1..];
+            v |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return v;
+            }
+        }
+    }
 
     /// A reference decoder straight from the format description.
     fn decode(mut bytes: &[u8], bit_width: u8, count: usize) -> Vec<u32> {
-        let varint = |bytes: &mut &[u8]| {
-            let (mut v, mut shift) = (0u64, 0);
-            loop {
-                let b = bytes[0];
-                *bytes = &bytes[1..];
-                v |= u64::from(b & 0x7f) << shift;
-                shift += 7;
-                if b < 0x80 {
-                    return v;
-                }
-            }
-        };
         let mut out = Vec::new();
         while out.len() < count {
             let header = varint(&mut bytes);
