@@ -19,7 +19,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::file::metadata::ColumnChunkMetaData;
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
@@ -38,7 +38,7 @@ const PAGE_BYTES: usize = 1 << 20;
 pub const DICTIONARY_LIMIT: usize = 1 << 20;
 /// Room for the magic number and the footer (schema, Arrow schema, column metadata).
 const FOOTER_ROOM: usize = 16 << 10;
-/// Statistics values longer than this are left out rather than bloating the footer.
+/// Statistics bounds longer than this are shortened rather than bloating the footer.
 const MAX_STATISTICS_VALUE: usize = 64;
 
 /// Writes log files. Keeps its zstd context and scratch buffers from file to file.
@@ -445,22 +445,64 @@ fn plain_values(data: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
     })
 }
 
-/// Min and max of the values, or only the null count when either is too long to keep.
+/// Min and max of the values. A bound longer than [`MAX_STATISTICS_VALUE`] bytes is shortened
+/// as parquet-rs does, so the footer stays small and the bounds still prune: the minimum to a
+/// prefix, the maximum to a prefix with its last character incremented; both are then marked
+/// inexact.
 fn byte_array_statistics<'v>(
     values: impl Iterator<Item = &'v [u8]> + Clone,
     nulls: usize,
 ) -> Statistics {
     let min = values.clone().min();
     let max = values.max();
-    let keep = |v: Option<&[u8]>| {
-        v.filter(|v| v.len() <= MAX_STATISTICS_VALUE)
-            .map(|v| ByteArray::from(v.to_vec()))
+    let (min, min_exact) = match min {
+        Some(v) if v.len() > MAX_STATISTICS_VALUE => {
+            (Some(&v[..char_boundary(v, MAX_STATISTICS_VALUE)]), false)
+        }
+        v => (v, true),
     };
-    let (min, max) = match (keep(min), keep(max)) {
-        (Some(min), Some(max)) => (Some(min), Some(max)),
+    let (max, max_exact) = match max {
+        Some(v) if v.len() > MAX_STATISTICS_VALUE => (truncated_upper_bound(v), false),
+        v => (v.map(<[u8]>::to_vec), true),
+    };
+    let (min, max) = match (min, max) {
+        (Some(min), Some(max)) => (
+            Some(ByteArray::from(min.to_vec())),
+            Some(ByteArray::from(max)),
+        ),
         _ => (None, None),
     };
-    Statistics::byte_array(min, max, None, Some(nulls as u64), false)
+    let statistics = ValueStatistics::new(min, max, None, Some(nulls as u64), false)
+        .with_min_is_exact(min_exact)
+        .with_max_is_exact(max_exact);
+    Statistics::ByteArray(statistics)
+}
+
+/// The largest `n <= limit` at which `v` can be cut without splitting a UTF-8 character.
+fn char_boundary(v: &[u8], limit: usize) -> usize {
+    (0..=limit.min(v.len()))
+        .rev()
+        .find(|&n| n == v.len() || v[n] & 0xc0 != 0x80)
+        .unwrap_or(0)
+}
+
+/// A value of at most [`MAX_STATISTICS_VALUE`] bytes greater than every value starting with
+/// `v`'s prefix: the prefix with its last character incremented (dropping characters that
+/// cannot be). `None` when no such value exists.
+fn truncated_upper_bound(v: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(v).ok()?;
+    let mut prefix: Vec<char> = text[..char_boundary(v, MAX_STATISTICS_VALUE)]
+        .chars()
+        .collect();
+    while let Some(last) = prefix.pop() {
+        let next = (u32::from(last) + 1..=0x10_ffff).find_map(char::from_u32);
+        if let Some(next) = next {
+            prefix.push(next);
+            let bound: String = prefix.into_iter().collect();
+            return (bound.len() <= MAX_STATISTICS_VALUE).then(|| bound.into_bytes());
+        }
+    }
+    None
 }
 
 /// One column chunk's bytes and the metadata the row group needs to splice it in.
@@ -532,5 +574,54 @@ impl Chunk {
             offset_index: None,
         };
         Ok((Bytes::from(bytes), close))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_bounds_are_shortened_and_still_bound_every_value() {
+        // Bytes order: "a…" < "m" < "é…" (0xc3 0xa9); both ends are long, and the high one is
+        // cut where a two-byte character would be split.
+        let low = format!("{}-tail", "a".repeat(70));
+        let high = format!("{}-tail", "é".repeat(40));
+        let values = [high.as_bytes(), b"m", low.as_bytes()];
+        let Statistics::ByteArray(s) = byte_array_statistics(values.iter().copied(), 2) else {
+            panic!("not byte-array statistics");
+        };
+        let (min, max) = (s.min_opt().expect("a min"), s.max_opt().expect("a max"));
+        assert!(min.len() <= MAX_STATISTICS_VALUE && max.len() <= MAX_STATISTICS_VALUE);
+        assert!(
+            std::str::from_utf8(min.data()).is_ok(),
+            "the min was cut inside a character"
+        );
+        assert!(std::str::from_utf8(max.data()).is_ok());
+        for v in values {
+            assert!(
+                min.data() <= v && v <= max.data(),
+                "{v:?} outside the bounds"
+            );
+        }
+        assert!(!s.min_is_exact() && !s.max_is_exact());
+        assert_eq!(s.null_count_opt(), Some(2));
+    }
+
+    #[test]
+    fn short_bounds_are_kept_exact() {
+        let values: [&[u8]; 3] = [b"eu-west-1", b"us-east-1", b"ap-south-1"];
+        let Statistics::ByteArray(s) = byte_array_statistics(values.iter().copied(), 0) else {
+            panic!("not byte-array statistics");
+        };
+        assert_eq!(
+            s.min_opt().map(ByteArray::data),
+            Some(b"ap-south-1".as_slice())
+        );
+        assert_eq!(
+            s.max_opt().map(ByteArray::data),
+            Some(b"us-east-1".as_slice())
+        );
+        assert!(s.min_is_exact() && s.max_is_exact());
     }
 }
