@@ -232,21 +232,36 @@ impl Evaluator<'_> {
     /// Evaluates every closed window not evaluated yet (up to the per-run cap), in order. A window
     /// waits while a busy shard's aggregation has not reached its close ([`ShardWait`]).
     pub async fn run(&self, now_ms: i64) -> Result<EvaluationRun, EvaluateError> {
-        self.run_windows(now_ms, true).await
+        self.run_windows(now_ms, None).await
     }
 
     /// Like [`Evaluator::run`], for a caller that knows every shard's aggregation is complete
     /// (the local runner once every shard is read to the end with no window open): progress
     /// records are not consulted.
     pub async fn run_caught_up(&self, now_ms: i64) -> Result<EvaluationRun, EvaluateError> {
-        self.run_windows(now_ms, false).await
+        self.run_windows(now_ms, Some(now_ms)).await
     }
 
+    /// Like [`Evaluator::run`], for a caller that tracks every shard itself (the local runner):
+    /// every record that arrived before `complete_through_ms` is aggregated and its partials
+    /// are stored. A window is evaluated once it has closed by then; progress records are not
+    /// consulted.
+    pub async fn run_through(
+        &self,
+        now_ms: i64,
+        complete_through_ms: i64,
+    ) -> Result<EvaluationRun, EvaluateError> {
+        self.run_windows(now_ms, Some(complete_through_ms)).await
+    }
+
+    /// `complete_through`: `None` to wait on the shards' progress records, as Lambda does.
     async fn run_windows(
         &self,
         now_ms: i64,
-        wait_for_shards: bool,
+        complete_through: Option<i64>,
     ) -> Result<EvaluationRun, EvaluateError> {
+        let closed_by = complete_through.map_or(now_ms, |t| t.min(now_ms));
+        let wait_for_shards = complete_through.is_none();
         let w = &self.config.window;
         let mut next = match self.data.get(WATERMARK_KEY).await? {
             Some(body) => read_json::<Watermark>(WATERMARK_KEY, &body)?.next_window_start,
@@ -257,7 +272,7 @@ impl Evaluator<'_> {
         };
         let mut run = EvaluationRun::default();
         let mut shards: Option<Vec<ShardProgress>> = None;
-        while w.is_closed(next, now_ms) && run.windows.len() < self.config.max_windows_per_run {
+        while w.is_closed(next, closed_by) && run.windows.len() < self.config.max_windows_per_run {
             let lagging = if wait_for_shards {
                 let shards = match &shards {
                     Some(s) => s,

@@ -38,7 +38,7 @@ use crate::kinesis_source::KinesisSource;
 use crate::lambda_event::EventSource;
 use crate::mapping::MappingConfig;
 use crate::metrics::{Metrics, Snapshot};
-use crate::scheduled_evaluate::{self, EvaluatorHandle, EvaluatorSetup};
+use crate::scheduled_evaluate::{self, CompleteThrough, EvaluatorHandle, EvaluatorSetup};
 use crate::shard_worker::{PollSettings, ProgressBoard, ShardWorker, WorkerExit};
 use crate::stream_source::{ShardInfo, StreamSource};
 
@@ -255,17 +255,18 @@ impl Runner {
         }
         let checkpoints = CheckpointStore::open(&self.config.state_dir)?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let progress: ProgressBoard = Arc::default();
         let evaluator: Option<(EvaluatorHandle, tokio::task::JoinHandle<()>)> =
             match self.parts.evaluator.clone() {
                 Some(setup) => Some(scheduled_evaluate::start(
                     setup,
                     metrics.clone(),
                     self.parts.clock.clone(),
+                    self.complete_through(&progress),
                     stop_rx.clone(),
                 )?),
                 None => None,
             };
-        let progress: ProgressBoard = Arc::default();
         let mut workers: JoinSet<(String, String, Result<WorkerExit, LocalError>)> = JoinSet::new();
         // (mapping, shard) started, and those finished.
         let mut started_shards: BTreeSet<(String, String)> = BTreeSet::new();
@@ -392,6 +393,32 @@ impl Runner {
         })
     }
 
+    /// How far every shard of the windowed (aggregating) mappings is complete, from the board.
+    /// Shards listed but not started yet are on the board too, and hold it at `i64::MIN`.
+    fn complete_through(&self, progress: &ProgressBoard) -> CompleteThrough {
+        let windowed: BTreeSet<String> = self
+            .parts
+            .mappings
+            .iter()
+            .filter(|(m, _)| m.tumbling_window.is_some())
+            .map(|(m, _)| m.name.clone())
+            .collect();
+        let board = Arc::clone(progress);
+        Arc::new(move |now_ms| {
+            if windowed.is_empty() {
+                return now_ms;
+            }
+            board
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|((mapping, _), _)| windowed.contains(mapping))
+                .map(|(_, p)| p.complete_through(now_ms))
+                .min()
+                .unwrap_or(i64::MIN)
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start_ready_shards(
         &self,
@@ -405,6 +432,19 @@ impl Runner {
         workers: &mut JoinSet<(String, String, Result<WorkerExit, LocalError>)>,
     ) -> Result<(), LocalError> {
         let listed: BTreeSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        {
+            // Every listed shard is on the board before it starts, so the evaluator waits for
+            // one that is not read yet (a child waiting for its parents, or any shard before its
+            // worker's first read).
+            let mut board = progress.lock().unwrap_or_else(PoisonError::into_inner);
+            for (mapping, _) in &self.parts.mappings {
+                for shard in shards {
+                    board
+                        .entry((mapping.name.clone(), shard.shard_id.clone()))
+                        .or_default();
+                }
+            }
+        }
         for (mapping, handler) in &self.parts.mappings {
             for shard in shards {
                 let key = (mapping.name.clone(), shard.shard_id.clone());

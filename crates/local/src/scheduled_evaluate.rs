@@ -54,6 +54,10 @@ impl EvaluatorHandle {
     }
 }
 
+/// Given the time now, the arrival time before which every shard's records are aggregated
+/// and stored (see [`crate::shard_worker::WorkerProgress::complete_through`]).
+pub type CompleteThrough = Arc<dyn Fn(i64) -> i64 + Send + Sync>;
+
 /// What the evaluator needs.
 #[derive(Debug, Clone)]
 pub struct EvaluatorSetup {
@@ -65,10 +69,14 @@ pub struct EvaluatorSetup {
 }
 
 /// Starts the evaluator task. It runs every `setup.every` and on request, until `stop`.
+///
+/// A scheduled run evaluates only the windows that closed before `complete_through`: the
+/// runner knows every shard, including one not read yet, which progress records cannot tell.
 pub fn start(
     setup: EvaluatorSetup,
     metrics: Metrics,
     clock: Arc<dyn Clock>,
+    complete_through: CompleteThrough,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(EvaluatorHandle, tokio::task::JoinHandle<()>), LocalError> {
     let host = Host::new(EngineConfig::default())
@@ -106,7 +114,7 @@ pub fn start(
                 Some(Request {
                     caught_up: true, ..
                 }) => evaluator.run_caught_up(now).await,
-                _ => evaluator.run(now).await,
+                _ => evaluator.run_through(now, complete_through(now)).await,
             };
             let result = match run {
                 Ok(run) => {

@@ -35,7 +35,29 @@ pub struct WorkerProgress {
     pub open_window_end: Option<i64>,
     /// Arrival of the newest record seen.
     pub last_arrival_ms: Option<i64>,
+    /// Arrival of the oldest record read whose result is not stored yet: still buffered, or
+    /// in the open tumbling window (its partials are written when the window closes).
+    pub pending_since_ms: Option<i64>,
     pub finished: bool,
+}
+
+impl WorkerProgress {
+    /// Every record that arrived before this has been delivered and, in a mapping with
+    /// tumbling windows, its window closed (so its partials are stored). `i64::MIN` for a shard
+    /// not read yet; `i64::MAX` once the shard is read to its end.
+    pub fn complete_through(&self, now_ms: i64) -> i64 {
+        if self.finished {
+            return i64::MAX;
+        }
+        if let Some(since) = self.pending_since_ms {
+            return since;
+        }
+        if self.caught_up {
+            return now_ms;
+        }
+        // Records not read yet arrived at or after the last one read.
+        self.last_arrival_ms.unwrap_or(i64::MIN)
+    }
 }
 
 /// Every worker's progress, by (mapping, shard).
@@ -91,9 +113,17 @@ struct State {
     buffer: Vec<SourceRecord>,
     buffer_bytes: usize,
     buffer_since: Option<Instant>,
+    /// See [`WorkerProgress::pending_since_ms`].
+    pending_since: Option<i64>,
 }
 
 impl ShardWorker {
+    /// Records what still waits to be stored, here and on the board.
+    fn set_pending(&self, st: &mut State, since: Option<i64>) {
+        st.pending_since = since;
+        self.report(|p| p.pending_since_ms = since);
+    }
+
     fn report(&self, f: impl FnOnce(&mut WorkerProgress)) {
         let mut board = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         f(board
@@ -135,12 +165,17 @@ impl ShardWorker {
             return Ok(WorkerExit::ShardFinished);
         }
         self.report(|p| p.open_window_end = checkpoint.window.as_ref().map(|w| w.end_ms));
+        // A window left open by an earlier run holds records whose arrivals are not kept: the
+        // shard counts as complete through nothing until that window closes.
+        let pending_since = checkpoint.window.as_ref().map(|_| i64::MIN);
         let mut st = State {
             checkpoint,
             buffer: Vec::new(),
             buffer_bytes: 0,
             buffer_since: None,
+            pending_since: None,
         };
+        self.set_pending(&mut st, pending_since);
         let mut iterator = match self.open_iterator(&st.checkpoint, &mut stop).await? {
             Some(it) => it,
             None => return Ok(WorkerExit::Stopped),
@@ -194,6 +229,10 @@ impl ShardWorker {
             if st.buffer.is_empty() && got > 0 {
                 st.buffer_since = Some(Instant::now());
             }
+            if let Some(oldest) = page.records.iter().map(|r| r.arrival_ms).min() {
+                let since = st.pending_since.map_or(oldest, |p| p.min(oldest));
+                self.set_pending(&mut st, Some(since));
+            }
             for r in page.records {
                 st.buffer_bytes += r.data.len() + r.partition_key.len();
                 st.buffer.push(r);
@@ -217,13 +256,17 @@ impl ShardWorker {
                     return Ok(WorkerExit::Stopped);
                 }
                 self.report(|p| p.buffered = 0);
+                if self.mapping.tumbling_window.is_none() {
+                    // Delivered is stored; with windows, the records wait in the open window.
+                    self.set_pending(&mut st, None);
+                }
             }
             // A window ends once the shard is read past its end in time.
             if st.buffer.is_empty()
                 && let Some(window) = &st.checkpoint.window
                 && (shard_ended || (caught_up && self.clock.now_ms() >= window.end_ms))
             {
-                self.close_window(&mut st, &stop).await?;
+                self.close_window(&mut st, &stop, None).await?;
             }
             match page.next_iterator {
                 Some(next) => iterator = next,
@@ -313,7 +356,8 @@ impl ShardWorker {
                         .as_ref()
                         .is_some_and(|w| arrival >= w.end_ms)
                     {
-                        self.close_window(st, stop).await?;
+                        let rest_since = rest.iter().map(|r| r.arrival_ms).min();
+                        self.close_window(st, stop, rest_since).await?;
                     }
                     let size_ms = i64::try_from(size.as_millis()).unwrap_or(i64::MAX);
                     let window = st
@@ -383,11 +427,13 @@ impl ShardWorker {
     }
 
     /// The final invocation of the open window (no records, `isFinalInvokeForWindow`), retried
-    /// like a batch; then the window is dropped from the checkpoint.
+    /// like a batch; then the window is dropped from the checkpoint. `then_pending`: the
+    /// oldest arrival still waiting once this window's partials are stored.
     async fn close_window(
         &self,
         st: &mut State,
         stop: &watch::Receiver<bool>,
+        then_pending: Option<i64>,
     ) -> Result<(), LocalError> {
         let Some(window) = st.checkpoint.window.clone() else {
             return Ok(());
@@ -451,6 +497,55 @@ impl ShardWorker {
         st.checkpoint.closed_through_ms = Some(window.end_ms);
         self.checkpoints.save(&st.checkpoint)?;
         self.report(|p| p.open_window_end = None);
+        self.set_pending(st, then_pending);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_complete_through_its_oldest_unstored_record_or_what_it_has_read() {
+        let now = 1_000_000;
+        let not_started = WorkerProgress::default();
+        assert_eq!(
+            not_started.complete_through(now),
+            i64::MIN,
+            "a shard not read yet holds all"
+        );
+        let reading = WorkerProgress {
+            last_arrival_ms: Some(5_000),
+            ..WorkerProgress::default()
+        };
+        assert_eq!(
+            reading.complete_through(now),
+            5_000,
+            "unread records come after the last read"
+        );
+        let window_open = WorkerProgress {
+            caught_up: true,
+            last_arrival_ms: Some(9_000),
+            pending_since_ms: Some(7_000),
+            ..WorkerProgress::default()
+        };
+        assert_eq!(
+            window_open.complete_through(now),
+            7_000,
+            "partials not stored yet"
+        );
+        let idle = WorkerProgress {
+            caught_up: true,
+            last_arrival_ms: Some(9_000),
+            ..WorkerProgress::default()
+        };
+        assert_eq!(idle.complete_through(now), now);
+        let finished = WorkerProgress {
+            finished: true,
+            pending_since_ms: Some(7_000),
+            ..WorkerProgress::default()
+        };
+        assert_eq!(finished.complete_through(now), i64::MAX);
     }
 }

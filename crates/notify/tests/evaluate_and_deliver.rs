@@ -429,6 +429,36 @@ async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
 }
 
 #[tokio::test]
+async fn a_runner_that_tracks_its_shards_gets_only_the_windows_closed_before_its_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let http = HttpPoster::new().expect("client");
+    // Long after every window, but the runner vouches only for arrivals before minute 4: one
+    // of its shards has not been read past it. No progress record exists, and none is needed.
+    let now = START + 30 * MIN;
+    let run = evaluator(&store, &http)
+        .run_through(now, START + 4 * MIN + 1)
+        .await
+        .expect("evaluation");
+    // Windows close 2 minutes (the lateness) after they end: minutes 0 and 1 by minute 4.
+    let starts: Vec<i64> = run.windows.iter().map(|w| w.start_ms).collect();
+    assert_eq!(starts, [START, START + MIN]);
+    assert!(run.waiting.is_none());
+
+    // Once the runner is complete through now, the rest follow, in order.
+    let run = evaluator(&store, &http)
+        .run_through(now, now)
+        .await
+        .expect("evaluation");
+    assert_eq!(
+        run.windows.first().map(|w| w.start_ms),
+        Some(START + 2 * MIN)
+    );
+    assert!(run.windows.len() > 1);
+}
+
+#[tokio::test]
 async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not_at_all() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalDirStore::new(dir.path());
