@@ -61,7 +61,8 @@ enum Cmd {
     /// Run everything CI runs: fmt, clippy, tests against a local emulator, plugins,
     /// cfn-lint, demo smoke check. Fails fast; prints a timed summary.
     Test(test::TestArgs),
-    /// Run the demo (release build) into ./sluice-data and read the result with DuckDB/pyarrow.
+    /// Run the demo (dev build, hot path optimised) into ./sluice-data and read the result with
+    /// DuckDB/pyarrow.
     Demo(demo::DemoArgs),
     /// Compare `sluice ingest` with DuckDB (1 thread) on the same NDJSON; measure peak RSS.
     Bench(bench::BenchArgs),
