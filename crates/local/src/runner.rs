@@ -435,7 +435,8 @@ impl Runner {
         {
             // Every listed shard is on the board before it starts, so the evaluator waits for
             // one that is not read yet (a child waiting for its parents, or any shard before its
-            // worker's first read).
+            // worker's first read). One pass under one lock: the evaluator never sees some of
+            // the shards and not the others.
             let mut board = progress.lock().unwrap_or_else(PoisonError::into_inner);
             for (mapping, _) in &self.parts.mappings {
                 for shard in shards {

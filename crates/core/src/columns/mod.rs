@@ -8,7 +8,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::level::Level;
 use crate::normalize::Fields;
-pub(crate) use storage::{Nullable, PlainStrings, value_len};
+pub(crate) use storage::{Nullable, PlainStrings, patch_len, put_plain, value_len};
 
 /// Column names in schema order.
 pub const COLUMNS: [&str; 16] = [
@@ -195,19 +195,19 @@ impl ColumnBuilder {
                 break;
             }
         }
-        let column = &mut self.event_id;
-        let at = column.data.len();
-        column.start_value(0);
+        let data = &mut self.event_id.data;
+        let at = data.len();
+        data.extend_from_slice(&[0; 4]);
         for part in [
             o.shard_id.as_bytes(),
             b":",
             o.sequence_number.as_bytes(),
             b":",
         ] {
-            column.data.extend_from_slice(part);
+            data.extend_from_slice(part);
         }
-        column.data.extend_from_slice(&digits[i..]);
-        column.finish_value(at);
+        data.extend_from_slice(&digits[i..]);
+        patch_len(data, at);
     }
 
     /// Bytes of memory the builder holds (what [`Self::clear`] keeps).

@@ -6,6 +6,23 @@
 /// is required.
 pub type DefLevels = Option<Vec<u8>>;
 
+/// Appends `v` in PLAIN encoding: its length as 4 little-endian bytes, then its bytes. A
+/// value longer than `u32::MAX` bytes cannot occur: records are capped far below that before
+/// they are decoded.
+#[inline]
+pub fn put_plain(out: &mut Vec<u8>, v: &[u8]) {
+    out.reserve(4 + v.len());
+    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    out.extend_from_slice(v);
+}
+
+/// Sets the 4-byte length prefix at `at` (written as a placeholder) to the number of bytes
+/// after it: for a value, or a page section, whose length is known only once it is written.
+pub fn patch_len(out: &mut [u8], at: usize) {
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
 #[inline]
 fn push_def(def: &mut DefLevels, present: bool) {
     if let Some(def) = def {
@@ -28,28 +45,13 @@ impl PlainStrings {
         }
     }
 
-    /// Appends one value. A value longer than `u32::MAX` bytes cannot occur: records are
-    /// capped far below that before they are decoded.
+    /// Appends one value.
     #[inline]
     pub fn push(&mut self, value: Option<&str>) {
         push_def(&mut self.def, value.is_some());
         if let Some(v) = value {
-            self.data.reserve(4 + v.len());
-            self.start_value(v.len());
-            self.data.extend_from_slice(v.as_bytes());
+            put_plain(&mut self.data, v.as_bytes());
         }
-    }
-
-    /// Writes the length prefix of a value whose bytes the caller appends to `data` next.
-    #[inline]
-    pub fn start_value(&mut self, len: usize) {
-        self.data.extend_from_slice(&(len as u32).to_le_bytes());
-    }
-
-    /// Patches the length prefix written at `at` once the value's length is known.
-    pub fn finish_value(&mut self, at: usize) {
-        let len = (self.data.len() - at - 4) as u32;
-        self.data[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
 
     /// Bytes of memory held.

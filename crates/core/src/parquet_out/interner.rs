@@ -32,7 +32,7 @@ impl Interner {
         }
         let mut at = 0;
         while at < data.len() {
-            let len = super::super::columns::value_len(data, at);
+            let len = crate::columns::value_len(data, at);
             let end = at + 4 + len;
             let index = self.intern(data, at, end);
             self.indices.push(index);
@@ -145,8 +145,7 @@ mod tests {
     fn plain(values: &[&str]) -> Vec<u8> {
         let mut out = Vec::new();
         for v in values {
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v.as_bytes());
+            crate::columns::put_plain(&mut out, v.as_bytes());
         }
         out
     }

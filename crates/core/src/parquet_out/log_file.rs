@@ -9,6 +9,7 @@
 //! [`DICTIONARY_LIMIT`]), DELTA_BINARY_PACKED timestamps, chunk statistics on everything but
 //! free text and ids, one row group, the Arrow schema in the footer, rows sorted by `ts`.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,7 +26,9 @@ use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
 use super::interner::Interner;
 use super::{delta, hybrid_rle};
-use crate::columns::{self, ColumnBuilder, Nullable, PlainStrings, value_len};
+use crate::columns::{
+    self, ColumnBuilder, Nullable, PlainStrings, patch_len, put_plain, value_len,
+};
 use crate::error::CoreError;
 use crate::level::Level;
 
@@ -179,20 +182,19 @@ impl LogFileWriter {
     fn start_page(&mut self, def: Option<&[u8]>) {
         self.page.clear();
         if let Some(levels) = def {
-            let at = self.page.len();
+            // V1 pages: the levels' byte length, then the levels.
             self.page.extend_from_slice(&[0; 4]);
             hybrid_rle::encode(levels, 1, &mut self.page);
-            let len = (self.page.len() - at - 4) as u32;
-            self.page[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            patch_len(&mut self.page, 0);
         }
     }
 
     fn timestamps(&mut self, descr: ColumnDescPtr, values: &[i64]) -> Result<Written, CoreError> {
         let mut chunk = Chunk::new(descr, values.len(), values.len() * 8);
-        for page in values.chunks(PAGE_ROWS) {
+        for (rows, _) in row_pages(None, values.len()) {
             self.start_page(None);
-            delta::encode(page, &mut self.page);
-            self.data_page(&mut chunk, page.len(), Encoding::DELTA_BINARY_PACKED)?;
+            delta::encode(&values[rows.clone()], &mut self.page);
+            self.data_page(&mut chunk, rows.len(), Encoding::DELTA_BINARY_PACKED)?;
         }
         let min = values.iter().copied().min();
         let max = values.iter().copied().max();
@@ -292,17 +294,11 @@ impl LogFileWriter {
         let mut chunk = Chunk::new(descr, rows, self.page.len() + rows * 4);
         self.dictionary_page(&mut chunk, entries)?;
         let width = hybrid_rle::bit_width(entries.saturating_sub(1) as u32);
-        let (mut row, mut next) = (0, 0);
-        while row < rows {
-            let end = (row + PAGE_ROWS).min(rows);
-            let levels = def.map(|d| &d[row..end]);
-            let present = levels.map_or(end - row, |l| l.iter().filter(|&&d| d == 1).count());
-            self.start_page(levels);
+        for (page_rows, values) in row_pages(def, rows) {
+            self.start_page(def.map(|d| &d[page_rows.clone()]));
             self.page.push(width);
-            hybrid_rle::encode(&indices[next..next + present], width, &mut self.page);
-            next += present;
-            self.data_page(&mut chunk, end - row, Encoding::RLE_DICTIONARY)?;
-            row = end;
+            hybrid_rle::encode(&indices[values], width, &mut self.page);
+            self.data_page(&mut chunk, page_rows.len(), Encoding::RLE_DICTIONARY)?;
         }
         chunk.finish(
             self.compression,
@@ -326,8 +322,7 @@ impl LogFileWriter {
         }
         self.page.clear();
         for v in &names {
-            self.page.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            self.page.extend_from_slice(v);
+            put_plain(&mut self.page, v);
         }
         let statistics = byte_array_statistics(names.iter().copied(), 0);
         let written = self.dictionary_chunk(
@@ -388,18 +383,12 @@ impl LogFileWriter {
     ) -> Result<Written, CoreError> {
         let rows = column.def.len();
         let mut chunk = Chunk::new(descr, rows, rows * 9);
-        let (mut row, mut next) = (0, 0);
-        while row < rows {
-            let end = (row + PAGE_ROWS).min(rows);
-            let levels = &column.def[row..end];
-            let present = levels.iter().filter(|&&d| d == 1).count();
-            self.start_page(Some(levels));
-            for v in &column.values[next..next + present] {
+        for (page_rows, values) in row_pages(Some(&column.def), rows) {
+            self.start_page(Some(&column.def[page_rows.clone()]));
+            for v in &column.values[values] {
                 self.page.extend_from_slice(&v.to_le_bytes());
             }
-            next += present;
-            self.data_page(&mut chunk, end - row, Encoding::PLAIN)?;
-            row = end;
+            self.data_page(&mut chunk, page_rows.len(), Encoding::PLAIN)?;
         }
         let (min, max) = float_bounds(&column.values);
         let nulls = (rows - column.values.len()) as u64;
@@ -409,6 +398,24 @@ impl LogFileWriter {
             Some(Statistics::double(min, max, None, Some(nulls), false)),
         )
     }
+}
+
+/// The pages of a column written [`PAGE_ROWS`] rows at a time: each page's rows, and the
+/// range of its values (its non-null rows) among the column's values.
+fn row_pages(
+    def: Option<&[u8]>,
+    rows: usize,
+) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    let mut next_value = 0;
+    (0..rows).step_by(PAGE_ROWS).map(move |start| {
+        let end = (start + PAGE_ROWS).min(rows);
+        let present = def.map_or(end - start, |d| {
+            d[start..end].iter().filter(|&&l| l == 1).count()
+        });
+        let values = next_value..next_value + present;
+        next_value += present;
+        (start..end, values)
+    })
 }
 
 fn zstd_error(e: std::io::Error) -> CoreError {
