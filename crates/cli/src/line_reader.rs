@@ -62,7 +62,9 @@ impl<R: Read> LineReader<R> {
         let rest = std::mem::take(&mut self.chunk);
         let size = self.block.max(rest.len() * 2);
         let mut buf = self.reusable_block(size);
-        buf.clear();
+        // A reused block keeps its old bytes rather than being zeroed again (a 4 MiB memset per
+        // block): the read overwrites them, and only what it filled is kept.
+        buf.truncate(size);
         buf.resize(size, 0);
         buf[..rest.len()].copy_from_slice(&rest);
         let mut filled = rest.len();

@@ -504,6 +504,7 @@ fn parquet_columns_are_laid_out_as_tuned() {
         );
     }
     assert!(encodings("ts").contains(&Encoding::DELTA_BINARY_PACKED));
+    assert!(encodings("trace_id").contains(&Encoding::DELTA_LENGTH_BYTE_ARRAY));
     // Statistics where they prune (time, status), none on free text and ids.
     assert!(column("ts").statistics().is_some());
     assert!(column("message").statistics().is_none());

@@ -180,7 +180,12 @@ impl Decoder {
                 return sink.reject(index, reason, data);
             }
         };
-        let trimmed = text.trim_start();
+        // A record that starts with its object (nearly all) skips the Unicode-aware trim.
+        let trimmed = if text.starts_with('{') {
+            text
+        } else {
+            text.trim_start()
+        };
         if trimmed.is_empty() {
             let index = (!whole_record).then_some(*sub);
             *sub += 1;

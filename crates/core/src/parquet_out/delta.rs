@@ -1,4 +1,5 @@
-//! Parquet's DELTA_BINARY_PACKED encoding for 64-bit integers (timestamps): blocks of 128
+//! Parquet's DELTA_BINARY_PACKED encoding for integers (timestamps, and the
+//! value lengths of DELTA_LENGTH_BYTE_ARRAY pages): blocks of 128
 //! deltas in four miniblocks of 32, each bit-packed at its own width above the block's
 //! smallest delta.
 
