@@ -227,18 +227,10 @@ impl LogFileWriter {
     ) -> Result<Written, CoreError> {
         let mut chunk = Chunk::new(descr, rows, column.data.len() + rows);
         let def = column.def.as_deref();
-        let (mut row, mut at) = (0, 0);
-        while row < rows {
-            let (first_row, first_byte) = (row, at);
-            while row < rows && row - first_row < PAGE_ROWS && at - first_byte < PAGE_BYTES {
-                if def.is_none_or(|d| d[row] == 1) {
-                    at += 4 + value_len(&column.data, at);
-                }
-                row += 1;
-            }
-            self.start_page(def.map(|d| &d[first_row..row]));
-            self.page.extend_from_slice(&column.data[first_byte..at]);
-            self.data_page(&mut chunk, row - first_row, Encoding::PLAIN)?;
+        for (page_rows, bytes) in string_pages(column, rows) {
+            self.start_page(def.map(|d| &d[page_rows.clone()]));
+            self.page.extend_from_slice(&column.data[bytes]);
+            self.data_page(&mut chunk, page_rows.len(), Encoding::PLAIN)?;
         }
         chunk.finish(
             self.compression,
@@ -261,26 +253,18 @@ impl LogFileWriter {
         let mut chunk = Chunk::new(descr, rows, column.data.len());
         let def = column.def.as_deref();
         let mut lengths = std::mem::take(&mut self.lengths);
-        let (mut row, mut at) = (0, 0);
-        while row < rows {
-            let (first_row, first_byte) = (row, at);
+        for (page_rows, bytes) in string_pages(column, rows) {
+            let values = plain_values(&column.data[bytes]);
             lengths.clear();
-            while row < rows && row - first_row < PAGE_ROWS && at - first_byte < PAGE_BYTES {
-                if def.is_none_or(|d| d[row] == 1) {
-                    let len = value_len(&column.data, at);
-                    lengths.push(len as i64);
-                    at += 4 + len;
-                }
-                row += 1;
-            }
-            self.start_page(def.map(|d| &d[first_row..row]));
+            lengths.extend(values.clone().map(|v| v.len() as i64));
+            self.start_page(def.map(|d| &d[page_rows.clone()]));
             delta::encode(&lengths, &mut self.page);
-            for value in plain_values(&column.data[first_byte..at]) {
+            for value in values {
                 self.page.extend_from_slice(value);
             }
             self.data_page(
                 &mut chunk,
-                row - first_row,
+                page_rows.len(),
                 Encoding::DELTA_LENGTH_BYTE_ARRAY,
             )?;
         }
@@ -464,6 +448,30 @@ fn row_pages(
         let values = next_value..next_value + present;
         next_value += present;
         (start..end, values)
+    })
+}
+
+/// The pages of a string column: each page's rows, and the byte range of its values in the
+/// PLAIN data. A page ends at [`PAGE_ROWS`] rows or after the value that takes it past
+/// [`PAGE_BYTES`].
+fn string_pages(
+    column: &PlainStrings,
+    rows: usize,
+) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + '_ {
+    let def = column.def.as_deref();
+    let (mut row, mut at) = (0, 0);
+    std::iter::from_fn(move || {
+        if row >= rows {
+            return None;
+        }
+        let (first_row, first_byte) = (row, at);
+        while row < rows && row - first_row < PAGE_ROWS && at - first_byte < PAGE_BYTES {
+            if def.is_none_or(|d| d[row] == 1) {
+                at += 4 + value_len(&column.data, at);
+            }
+            row += 1;
+        }
+        Some((first_row..row, first_byte..at))
     })
 }
 
