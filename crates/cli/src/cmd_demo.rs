@@ -375,20 +375,22 @@ impl AlertLog {
                 }
                 let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
                 let when = if firing { &a.starts_at } else { &a.ends_at };
+                let summary = a.annotations.get("summary").map_or("", String::as_str);
+                // A resolved alert carries the summary of its last firing evaluation (as
+                // Alertmanager's do): say so, or "error rate 22% above 10%" reads as current.
+                let (arrow, summary) = if firing {
+                    ("  >> FIRING  ", summary.to_owned())
+                } else {
+                    ("  << RESOLVED", format!("{summary} when last firing"))
+                };
                 say(
                     progress,
                     format!(
-                        "{} {} {:<8} [{}] {}: {}  (at {}, signed: {})",
-                        if firing {
-                            "  >> FIRING  "
-                        } else {
-                            "  << RESOLVED"
-                        },
+                        "{arrow} {} {:<8} [{}] {}: {summary}  (at {}, signed: {})",
                         label("severity"),
                         label("tenant"),
                         label("alertname"),
                         label("key"),
-                        a.annotations.get("summary").map_or("", String::as_str),
                         when.get(11..16).unwrap_or(when),
                         if r.signature_valid { "ok" } else { "INVALID" },
                     ),
