@@ -631,6 +631,9 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         if short in ("aggregate", "evaluate"):
             env["SLUICE_WINDOW_SECONDS"] = p["TumblingWindowSeconds"]
             env["SLUICE_ALLOWED_LATENESS_SECONDS"] = p["AllowedLatenessSeconds"]
+        if short == "evaluate":
+            # How long a quiet shard's first report may take follows aggregate's batching window.
+            env["SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS"] = p["AggregateBatchingWindowSeconds"]
         # moto keeps a Number parameter's value as a number; Lambda makes every value a string.
         actual = {k: str(v) for k, v in conf["Environment"]["Variables"].items()}
         r.equal(actual, env, f"{short}: environment")

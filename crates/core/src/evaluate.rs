@@ -92,6 +92,13 @@ pub struct ShardWait {
     /// partials for it then arrive too late to count), so one stuck shard cannot hold back every
     /// tenant's alerts.
     pub max_wait_ms: i64,
+    /// How long after a record arrives its shard's first aggregate invocation may come, and with
+    /// it the progress record that says the shard is busy: Lambda gathers records for up to the
+    /// batching window, then polls and may cold-start. A shard that was quiet has no fresh
+    /// progress until then, so the progress path evaluates a window only once it has been
+    /// closed this long: a record that arrived just before the close has marked its shard busy
+    /// by then.
+    pub first_report_ms: i64,
 }
 
 impl Default for ShardWait {
@@ -99,6 +106,7 @@ impl Default for ShardWait {
         Self {
             grace_ms: 60_000,
             max_wait_ms: 600_000,
+            first_report_ms: 15_000,
         }
     }
 }
@@ -260,7 +268,10 @@ impl Evaluator<'_> {
         now_ms: i64,
         complete_through: Option<i64>,
     ) -> Result<EvaluationRun, EvaluateError> {
-        let closed_by = complete_through.map_or(now_ms, |t| t.min(now_ms));
+        let closed_by = match complete_through {
+            Some(t) => t.min(now_ms),
+            None => now_ms - self.config.shard_wait.first_report_ms,
+        };
         let wait_for_shards = complete_through.is_none();
         let w = &self.config.window;
         let mut next = match self.data.get(WATERMARK_KEY).await? {

@@ -167,6 +167,11 @@ fn quick_retry() -> RetryPolicy {
     }
 }
 
+/// How long the progress path waits past a window's close for a quiet shard's first report.
+fn first_report() -> i64 {
+    ShardWait::default().first_report_ms
+}
+
 fn evaluator<'a>(store: &'a dyn BlobStore, http: &'a HttpPoster) -> Evaluator<'a> {
     Evaluator {
         data: store,
@@ -188,11 +193,12 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
     let http = HttpPoster::new().expect("client");
 
     let reports = evaluator(&store, &http)
-        .run(START + 20 * MIN)
+        .run(START + 20 * MIN + first_report())
         .await
         .expect("evaluation")
         .windows;
-    // Every window closed by then (end + 2 min lateness) is evaluated; twelve have traffic.
+    // Every window closed by then (end + 2 min lateness, plus the time a quiet shard's first
+    // report may take) is evaluated; twelve have traffic.
     assert_eq!(reports.len(), 18);
     assert_eq!(reports.iter().filter(|w| !w.tenants.is_empty()).count(), 12);
     let got = receiver.received();
@@ -365,7 +371,7 @@ async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
     shard_at(&store, SHARD_0, START + 6 * MIN, START + 6 * MIN + 1_000).await;
     shard_at(&store, SHARD_1, START + 5 * MIN, START + 5 * MIN + 2_000).await;
 
-    let now = START + 6 * MIN + 10_000;
+    let now = START + 6 * MIN + first_report() + 10_000;
     let run = evaluator(&store, &http).run(now).await.expect("evaluation");
     // Windows 0-2 closed (end + 2 min lateness) before shard 1's progress; window 3 closed at
     // minute 6, which shard 1 has not reached.
@@ -405,7 +411,7 @@ async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
     }
     shard_at(&store, SHARD_1, START + 7 * MIN, START + 7 * MIN + 1_000).await;
     let run = evaluator(&store, &http)
-        .run(START + 7 * MIN + 5_000)
+        .run(START + 7 * MIN + first_report() + 5_000)
         .await
         .expect("evaluation");
     assert_eq!(run.windows.len(), 1);
@@ -425,6 +431,52 @@ async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
             shards: vec![SHARD_0.to_owned()],
         }),
         "minute 4 closed at minute 7, which shard 0 (busy: it wrote at minute 6) has not reached"
+    );
+}
+
+#[tokio::test]
+async fn a_window_is_not_evaluated_before_a_quiet_shard_could_report_a_record_from_before_its_close()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    seed_partials(&store).await;
+    let http = HttpPoster::new().expect("client");
+    // Shard 0 is through minute 7. Shard 1 was quiet (no progress record at all), and records
+    // reached it just before window 3 closed at minute 6: Lambda has not invoked its
+    // aggregator for them yet, so nothing says it is busy, and its partials are not stored.
+    let _held = withhold_shard_1(&store, START + 3 * MIN).await;
+    shard_at(&store, SHARD_0, START + 7 * MIN, START + 7 * MIN).await;
+
+    let close = START + 6 * MIN;
+    let first_invocation = close + 5_000;
+    assert!(first_invocation < close + first_report());
+    // A run after the close but before that invocation.
+    let run = evaluator(&store, &http)
+        .run(close + 1_000)
+        .await
+        .expect("evaluation");
+    let starts: Vec<i64> = run.windows.iter().map(|w| w.start_ms).collect();
+    assert_eq!(
+        starts,
+        [START, START + MIN, START + 2 * MIN],
+        "window 3 waits for a first report that may still come"
+    );
+    assert!(run.waiting.is_none());
+
+    // The first invocation comes within that time and marks shard 1 busy in the Lambda window
+    // of minute 5: window 3 now waits for it by name.
+    shard_at(&store, SHARD_1, START + 5 * MIN, first_invocation).await;
+    let run = evaluator(&store, &http)
+        .run(close + first_report())
+        .await
+        .expect("evaluation");
+    assert!(run.windows.is_empty(), "{:?}", run.windows);
+    assert_eq!(
+        run.waiting,
+        Some(HeldBack {
+            window_start_ms: START + 3 * MIN,
+            shards: vec![SHARD_1.to_owned()],
+        })
     );
 }
 
@@ -485,7 +537,7 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
 
     // Shard 1 goes quiet: after one Lambda window plus the grace with no progress it is no
     // longer waited for.
-    let later = now + 1_000;
+    let later = now + first_report() + 1_000;
     shard_at(&store, SHARD_1, START, later - MIN - wait.grace_ms - 1).await;
     let run = evaluator(&store, &http)
         .run(later)

@@ -3,8 +3,11 @@
 //! Environment: `SLUICE_DATA_BUCKET` and `SLUICE_RULES_BUCKET` (required),
 //! `SLUICE_WINDOW_SECONDS` (60), `SLUICE_ALLOWED_LATENESS_SECONDS` (120),
 //! `SLUICE_SHARD_GRACE_SECONDS` (60) and `SLUICE_MAX_SHARD_WAIT_SECONDS` (600) (how long a closed
-//! window waits for shards whose aggregation is behind), and the usual endpoint override. Run it with reserved concurrency 1: each tenant's state is written with a
-//! conditional write, so a second concurrent run sends nothing twice, but it does no good either.
+//! window waits for shards whose aggregation is behind), `SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS`
+//! (5; a window is evaluated 10 s more than this after its close, so that a quiet shard has
+//! reported records that arrived just before it), and the usual endpoint override. Run it with
+//! reserved concurrency 1: each tenant's state is written with a conditional write, so a second
+//! concurrent run sends nothing twice, but it does no good either.
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -48,6 +51,10 @@ async fn main() -> anyhow::Result<()> {
             shard_wait: ShardWait {
                 grace_ms: seconds_env("SLUICE_SHARD_GRACE_SECONDS", 60)? * 1000,
                 max_wait_ms: seconds_env("SLUICE_MAX_SHARD_WAIT_SECONDS", 600)? * 1000,
+                // A quiet shard's first aggregate invocation comes at most the batching window
+                // after a record arrives, plus polling and a cold start (10 s covers both).
+                first_report_ms: (seconds_env("SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS", 5)? + 10)
+                    * 1000,
             },
             ..EvaluateConfig::default()
         },

@@ -14,6 +14,11 @@
 //! grace period. A shard with no records gets no invocations, goes quiet, and stops holding
 //! windows back; so does a closed parent shard after a reshard. The evaluator also never waits
 //! more than a cap past the close, so one stuck shard cannot stop every tenant's alerts.
+//!
+//! A quiet shard that gets records just before a close is busy only from its first invocation
+//! on, which Lambda makes up to its batching window (plus polling and a cold start) after the
+//! records arrive. So the evaluator takes a window as closed only that long after its close
+//! ([`crate::evaluate::ShardWait::first_report_ms`]); by then such a shard has said it is busy.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
