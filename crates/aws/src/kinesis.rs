@@ -46,7 +46,7 @@ pub fn arrival_ms(record: &KinesisEventRecord) -> i64 {
 pub fn stream_record(record: &KinesisEventRecord, fallback_shard: &str) -> StreamRecord {
     StreamRecord {
         shard_id: record_shard(record).unwrap_or(fallback_shard).into(),
-        sequence_number: record.kinesis.sequence_number.clone(),
+        sequence_number: record.kinesis.sequence_number.as_str().into(),
         partition_key: record.kinesis.partition_key.clone(),
         arrival_ms: arrival_ms(record),
         data: record.kinesis.data.0.clone().into(),
@@ -88,7 +88,7 @@ pub fn into_stream_records(event: KinesisEvent) -> Vec<StreamRecord> {
             let kinesis = record.kinesis;
             StreamRecord {
                 shard_id,
-                sequence_number: kinesis.sequence_number,
+                sequence_number: kinesis.sequence_number.into(),
                 partition_key: kinesis.partition_key,
                 arrival_ms,
                 data: kinesis.data.0.into(),
@@ -256,8 +256,7 @@ mod tests {
             records[0],
             StreamRecord {
                 shard_id: "shardId-000000000006".into(),
-                sequence_number: "49590338271490256608559692538361571095921575989136588890"
-                    .to_owned(),
+                sequence_number: "49590338271490256608559692538361571095921575989136588890".into(),
                 partition_key: "acme/checkout".to_owned(),
                 arrival_ms: 1_545_084_650_987,
                 data: Bytes::from_static(b"hello"),

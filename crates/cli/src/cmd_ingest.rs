@@ -77,7 +77,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
             }
             batch.push(StreamRecord {
                 shard_id: Arc::clone(&shard),
-                sequence_number: line_no.to_string(),
+                sequence_number: sluice_core::input::sequence_number(u128::from(line_no)),
                 partition_key: args.partition_key.clone(),
                 arrival_ms: now,
                 data,

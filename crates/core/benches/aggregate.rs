@@ -80,7 +80,7 @@ fn events(n: usize) -> (String, Vec<Event>, Vec<StreamRecord>) {
         });
         records.push(StreamRecord {
             shard_id: "s".into(),
-            sequence_number: i.to_string(),
+            sequence_number: i.to_string().into(),
             partition_key: e.partition_key,
             arrival_ms: e.ts_ms + 100,
             data: e.payload.into(),

@@ -26,7 +26,7 @@ fn records(n: usize) -> Vec<StreamRecord> {
         .enumerate()
         .map(|(i, e)| StreamRecord {
             shard_id: "shardId-000000000000".into(),
-            sequence_number: (49_000_000_000u64 + i as u64).to_string(),
+            sequence_number: (49_000_000_000u64 + i as u64).to_string().into(),
             partition_key: e.partition_key,
             arrival_ms: NOW,
             data: e.payload.into(),

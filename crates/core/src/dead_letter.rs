@@ -38,7 +38,7 @@ impl DeadLetter {
     ) -> Self {
         Self {
             shard_id: record.shard_id.to_string(),
-            sequence_number: record.sequence_number.clone(),
+            sequence_number: record.sequence_number.to_string(),
             sub_sequence,
             partition_key: record.partition_key.clone(),
             arrival_ms: record.arrival_ms,

@@ -56,12 +56,12 @@ impl EmbeddedStream {
         shard.next_sequence += 1;
         let record = StreamRecord {
             shard_id: shard.id.as_str().into(),
-            sequence_number: shard.next_sequence.to_string(),
+            sequence_number: crate::input::sequence_number(shard.next_sequence),
             partition_key: partition_key.to_owned(),
             arrival_ms,
             data: data.into(),
         };
-        let ids = (shard.id.clone(), record.sequence_number.clone());
+        let ids = (shard.id.clone(), record.sequence_number.to_string());
         shard.records.push_back(record);
         ids
     }

@@ -156,7 +156,7 @@ impl IngestPipeline {
         };
         let retry = |stats, errors| IngestOutcome {
             stats,
-            retry_from: Some(first.sequence_number.clone()),
+            retry_from: Some(first.sequence_number.to_string()),
             errors,
         };
         let batch = match self.encode(records, now_ms) {

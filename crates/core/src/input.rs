@@ -4,14 +4,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+/// A Kinesis sequence number: a `str`, stored inline up to 24 bytes.
+pub type SequenceNumber = compact_str::CompactString;
+
+/// The sequence number `n` (as the CLI and the embedded stream number their records), without
+/// an allocation.
+pub fn sequence_number(n: u128) -> SequenceNumber {
+    compact_str::ToCompactString::to_compact_string(&n)
+}
+
 /// One record as the stream delivered it. Lambda's `KinesisEventRecord`, the local runner and the
 /// embedded stream all convert to this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamRecord {
     /// Shard the record came from (shared by every record of a batch), e.g. `shardId-000000000000`.
     pub shard_id: Arc<str>,
-    /// The record's sequence number (a decimal string of up to 128 bits).
-    pub sequence_number: String,
+    /// The record's sequence number (a decimal string of up to 128 bits). Kept inline when it
+    /// is short (the CLI's and the embedded stream's are), so a record costs no allocation.
+    pub sequence_number: SequenceNumber,
     /// The partition key the producer chose; sluice producers use `tenant/service`.
     pub partition_key: String,
     /// When Kinesis accepted the record (`approximateArrivalTimestamp`), ms since the epoch.

@@ -22,7 +22,7 @@ const SHARD: &str = "shardId-000000000003";
 fn record(seq: u64, key: &str, data: impl Into<Vec<u8>>) -> StreamRecord {
     StreamRecord {
         shard_id: SHARD.into(),
-        sequence_number: format!("4959{seq:040}"),
+        sequence_number: format!("4959{seq:040}").into(),
         partition_key: key.into(),
         arrival_ms: ARRIVAL,
         data: data.into().into(),

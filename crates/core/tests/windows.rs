@@ -71,7 +71,7 @@ fn window_quantiles_are_within_one_percent_and_the_incident_shows() {
         .enumerate()
         .map(|(i, (key, payload, ts))| StreamRecord {
             shard_id: "s".into(),
-            sequence_number: i.to_string(),
+            sequence_number: i.to_string().into(),
             partition_key: key.clone(),
             arrival_ms: ts + 100,
             data: payload.clone().into(),
@@ -129,7 +129,7 @@ fn pattern_mining_recovers_the_generated_templates() {
         .enumerate()
         .map(|(i, (key, payload, ts))| StreamRecord {
             shard_id: "s".into(),
-            sequence_number: i.to_string(),
+            sequence_number: i.to_string().into(),
             partition_key: key.clone(),
             arrival_ms: ts + 100,
             data: payload.clone().into(),

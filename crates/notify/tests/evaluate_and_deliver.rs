@@ -92,7 +92,7 @@ async fn seed_partials(store: &LocalDirStore) {
         .enumerate()
         .map(|(i, e)| StreamRecord {
             shard_id: format!("shardId-{:012}", i % 2).into(),
-            sequence_number: i.to_string(),
+            sequence_number: i.to_string().into(),
             partition_key: e.partition_key,
             arrival_ms: e.ts_ms + 200,
             data: e.payload.into(),
