@@ -7,18 +7,19 @@
 //! host's alert lifecycle ([`apply`]) turns what the rule returns into transitions.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use comfy_table::Cell;
 use sluice_core::alerting::lifecycle::{LifecycleConfig, Transition, TransitionKind, apply};
 use sluice_core::alerting::model::{AlertRecord, AlertStatus, RuleAlert, Severity};
+use sluice_core::alerting::tenant_config::{RuleOverride, TenantConfig};
 use sluice_core::normalize::timestamp::parse_rfc3339_ms;
 use sluice_core::partition;
 use sluice_core::window::metrics_out;
 use sluice_core::window::summary::WindowSummary;
 use sluice_rules::tenant_rules::to_contract_window;
-use sluice_rules::{Policy, RuleId};
+use sluice_rules::{Params, Policy, RuleId};
 
 use crate::cmd_rules::Refused;
 use crate::stores::Location;
@@ -34,7 +35,9 @@ Windows starting in [--from, --to) are replayed in time order through the same s
 limits as in production; the rule's state is carried from one window to the next, and the \
 host's alert lifecycle applies: an alert fires once the rule has returned it for --for \
 windows in a row, repeats after --repeat-minutes, and resolves in the first window without \
-it. Windows with no stored summary (no traffic) are not evaluated, as in production.\n\n\
+it. Windows with no stored summary (no traffic) are not evaluated, as in production. With \
+--tenant-config (a copy of tenants/<T>.toml), the tenant's [rules.<name>] overrides apply \
+as the evaluator applies them.\n\n\
 Limitation: metrics keep per-service statistics only, not log patterns, so the rule sees no \
 patterns: pattern rules (like the new-pattern example) never fire in a backtest.";
 
@@ -59,12 +62,20 @@ pub struct BacktestArgs {
     /// ...and starting before this time (RFC 3339).
     #[arg(long, value_parser = parse_time)]
     to: i64,
-    /// Windows an alert must be returned in a row before it fires (the lifecycle's `for`).
-    #[arg(long = "for", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    for_windows: u32,
-    /// A firing alert is notified again after this many minutes.
-    #[arg(long, default_value_t = LifecycleConfig::default().repeat_interval_ms / 60_000)]
-    repeat_minutes: i64,
+    /// Windows an alert must be returned in a row before it fires (the lifecycle's `for`);
+    /// default: the tenant configuration's for_windows, else 1.
+    #[arg(long = "for", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    for_windows: Option<u32>,
+    /// A firing alert is notified again after this many minutes; default: the tenant
+    /// configuration's repeat_interval_minutes, else 240.
+    #[arg(long)]
+    repeat_minutes: Option<i64>,
+    /// The tenant's configuration (a copy of tenants/<tenant>.toml): its [rules.<rule name>]
+    /// entry applies as in production, params merged over the manifest's, for_windows and
+    /// repeat_interval_minutes (--for and --repeat-minutes still win). Its webhooks and
+    /// silences are not used: the backtest shows what the rule would raise.
+    #[arg(long, value_name = "FILE")]
+    tenant_config: Option<PathBuf>,
     /// S3 endpoint for s3:// data (moto, LocalStack, MinIO...); default: SLUICE_ENDPOINT_URL,
     /// then the SDK's own settings (AWS_ENDPOINT_URL).
     #[arg(long)]
@@ -72,6 +83,40 @@ pub struct BacktestArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// The tenant configuration's override for `rule`; a rule the tenant has disabled is refused,
+/// since production does not run it.
+fn read_override(path: &Path, tenant: &str, rule: &str) -> anyhow::Result<RuleOverride> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the tenant configuration {}", path.display()))?;
+    let config = TenantConfig::parse(tenant, &text)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    let overrides = config.rule(rule);
+    if overrides.disabled {
+        anyhow::bail!(
+            "{} disables rule {rule} ([rules.{rule}] disabled = true): production does not run it",
+            path.display()
+        );
+    }
+    Ok(overrides)
+}
+
+/// `params` with `overrides` merged over them (a key in both takes the override's value), as
+/// the evaluator merges a tenant's `[rules.<name>] params`.
+fn merge_params(params: &Params, overrides: &toml::Table) -> anyhow::Result<Params> {
+    if overrides.is_empty() {
+        return Ok(params.clone());
+    }
+    let mut merged: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(params.as_json()).context("reading the rule's params")?;
+    for (key, value) in overrides {
+        let value = serde_json::to_value(value)
+            .with_context(|| format!("tenant configuration param {key}"))?;
+        merged.insert(key.clone(), value);
+    }
+    let json = serde_json::Value::Object(merged).to_string();
+    Params::from_json(&json).context("the merged params")
 }
 
 fn parse_time(s: &str) -> Result<i64, String> {
@@ -144,10 +189,18 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let policy = manifest.as_ref().map_or_else(Policy::default, |m| {
         Policy::default().restricted_by(&m.limits)
     });
-    let lifecycle = LifecycleConfig {
-        for_windows: args.for_windows,
-        repeat_interval_ms: args.repeat_minutes.max(1) * 60_000,
+    let overrides = match &args.tenant_config {
+        Some(path) => read_override(path, &args.tenant, &rule_name)?,
+        None => RuleOverride::default(),
     };
+    let params = merge_params(&params, &overrides.params)?;
+    let mut lifecycle = overrides.lifecycle(LifecycleConfig::default());
+    if let Some(n) = args.for_windows {
+        lifecycle.for_windows = n;
+    }
+    if let Some(m) = args.repeat_minutes {
+        lifecycle.repeat_interval_ms = m.max(1) * 60_000;
+    }
 
     let runtime = crate::stores::runtime()?;
     let windows = runtime.block_on(load_windows(&args, hours))?;
@@ -244,7 +297,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             "data": args.data.to_string(),
             "from": ui::time(args.from),
             "to": ui::time(args.to),
-            "for_windows": args.for_windows,
+            "for_windows": lifecycle.for_windows,
             "windows": windows.len(),
             "first_window_start_ms": first,
             "last_window_end_ms": last,
@@ -273,7 +326,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
         windows.len(),
         ui::time(first),
         ui::time(last),
-        args.for_windows
+        lifecycle.for_windows
     );
     if events.is_empty() {
         println!("no alert would have fired");

@@ -225,51 +225,84 @@ fn rules_upload_to_a_directory_registers_and_precompiles_accepted_rules_only() {
     assert_eq!(artifacts, 1, "only the accepted rule is precompiled");
 }
 
-#[test]
-fn backtest_fires_and_resolves_around_the_demo_incident() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().join("demo");
-    // Only the metrics matter here: no rules in the demo (an empty rules dir), one tenant, so
-    // that every service has about 55 records a minute.
-    let demo = last_json(&ok(&run(sluice()
-        .args(["demo", "--records", "20000", "--tenants", "1", "--json"])
-        .arg("--out")
-        .arg(&data)
-        .arg("--rules-dir")
-        .arg(dir.path().join("no-rules")))));
-    assert!(
-        demo["windows_evaluated"].as_u64().is_some_and(|n| n >= 60),
-        "{demo}"
-    );
+/// The demo's metrics for one tenant, and a threshold rule's manifest for its checkout service.
+struct BacktestFixture {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    params: std::path::PathBuf,
+    from: String,
+    to: String,
+}
 
-    let params = dir.path().join("rule.toml");
-    std::fs::write(
-        &params,
-        "[rule]\nname = \"checkout-errors\"\n\n[params]\nmetric = \"error_rate\"\nwarning = 0.1\ncritical = 0.2\nservices = [\"checkout\"]\nmin_count = 20\n",
-    )
-    .expect("manifest");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    let time = sluice_core::normalize::timestamp::format_rfc3339_ms;
-    let backtest = |extra: &[&str]| {
-        run(sluice()
-            .args(["backtest", "--tenant", "acme", "--for", "2", "--rule"])
+impl BacktestFixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("demo");
+        // Only the metrics matter here: no rules in the demo (an empty rules dir), one tenant,
+        // so that every service has about 55 records a minute.
+        let demo = last_json(&ok(&run(sluice()
+            .args(["demo", "--records", "20000", "--tenants", "1", "--json"])
+            .arg("--out")
+            .arg(&data)
+            .arg("--rules-dir")
+            .arg(dir.path().join("no-rules")))));
+        assert!(
+            demo["windows_evaluated"].as_u64().is_some_and(|n| n >= 60),
+            "{demo}"
+        );
+        let params = dir.path().join("rule.toml");
+        std::fs::write(
+            &params,
+            "[rule]\nname = \"checkout-errors\"\n\n[params]\nmetric = \"error_rate\"\nwarning = 0.1\ncritical = 0.2\nservices = [\"checkout\"]\nmin_count = 20\n",
+        )
+        .expect("manifest");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        let time = sluice_core::normalize::timestamp::format_rfc3339_ms;
+        Self {
+            from: time(now - 3 * 3_600_000),
+            to: time(now + 3_600_000),
+            dir,
+            data,
+            params,
+        }
+    }
+
+    /// `sluice backtest` of the threshold rule on tenant acme, with `extra` arguments and,
+    /// when given, this text as the tenant's configuration.
+    fn backtest(&self, extra: &[&str], tenant_config: Option<&str>) -> std::process::Output {
+        let mut cmd = sluice();
+        cmd.args(["backtest", "--tenant", "acme", "--rule"])
             .arg(wasm("threshold"))
             .arg("--params")
-            .arg(&params)
+            .arg(&self.params)
             .arg("--data")
-            .arg(&data)
-            .args([
-                "--from",
-                &time(now - 3 * 3_600_000),
-                "--to",
-                &time(now + 3_600_000),
-            ])
-            .args(extra))
-    };
-    let result = last_json(&ok(&backtest(&["--json"])));
+            .arg(&self.data)
+            .args(["--from", &self.from, "--to", &self.to])
+            .args(extra);
+        if let Some(text) = tenant_config {
+            let config = self.dir.path().join("acme.toml");
+            std::fs::write(&config, text).expect("tenant config");
+            cmd.arg("--tenant-config").arg(config);
+        }
+        run(&mut cmd)
+    }
+}
+
+/// When the first alert fired in a `backtest --json` result.
+fn first_firing_ms(result: &serde_json::Value) -> Option<i64> {
+    result["transitions"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "firing"))
+        .and_then(|t| t["at_ms"].as_i64())
+}
+
+#[test]
+fn backtest_fires_and_resolves_around_the_demo_incident() {
+    let demo = BacktestFixture::new();
+    let result = last_json(&ok(&demo.backtest(&["--for", "2", "--json"], None)));
     let first = result["first_window_start_ms"]
         .as_i64()
         .expect("first window");
@@ -304,7 +337,7 @@ fn backtest_fires_and_resolves_around_the_demo_incident() {
     assert_eq!(result["firing_at_end"], serde_json::json!([]));
     assert_eq!(result["failures"], serde_json::json!([]));
 
-    let table = ok(&backtest(&[]));
+    let table = ok(&demo.backtest(&["--for", "2"], None));
     for text in [
         "FIRING",
         "resolved",
@@ -313,6 +346,45 @@ fn backtest_fires_and_resolves_around_the_demo_incident() {
     ] {
         assert!(table.contains(text), "no {text:?} in\n{table}");
     }
+}
+
+#[test]
+fn backtest_applies_the_tenants_overrides_of_the_rule() {
+    let demo = BacktestFixture::new();
+    let baseline = last_json(&ok(&demo.backtest(&["--for", "2", "--json"], None)));
+    assert!(first_firing_ms(&baseline).is_some(), "{baseline}");
+
+    // The tenant's for_windows (no --for given) fires one window later than --for 2.
+    let slower = last_json(&ok(&demo.backtest(
+        &["--json"],
+        Some("[rules.checkout-errors]\nfor_windows = 3\n"),
+    )));
+    assert_eq!(slower["for_windows"], 3, "{slower}");
+    assert_eq!(
+        first_firing_ms(&slower),
+        first_firing_ms(&baseline).map(|at| at + 60_000),
+        "{slower}"
+    );
+    // --for still wins over it.
+    let explicit = last_json(&ok(&demo.backtest(
+        &["--for", "2", "--json"],
+        Some("[rules.checkout-errors]\nfor_windows = 3\n"),
+    )));
+    assert_eq!(first_firing_ms(&explicit), first_firing_ms(&baseline));
+
+    // Its params override the manifest's: thresholds the incident never reaches.
+    let lenient = last_json(&ok(&demo.backtest(
+        &["--json"],
+        Some("[rules.checkout-errors]\nparams = { warning = 0.9, critical = 0.95 }\n"),
+    )));
+    assert_eq!(lenient["transitions"], serde_json::json!([]), "{lenient}");
+
+    // A rule the tenant disabled is not replayed: production does not run it.
+    let (_, stderr) = fails(&demo.backtest(
+        &["--json"],
+        Some("[rules.checkout-errors]\ndisabled = true\n"),
+    ));
+    assert!(stderr.contains("disables rule checkout-errors"), "{stderr}");
 }
 
 #[test]
