@@ -106,8 +106,17 @@ impl Default for ShardWait {
         Self {
             grace_ms: 60_000,
             max_wait_ms: 600_000,
-            first_report_ms: 15_000,
+            // The template's default batching window for aggregate.
+            first_report_ms: Self::first_report_after(5_000),
         }
+    }
+}
+
+impl ShardWait {
+    /// [`ShardWait::first_report_ms`] for aggregate's Lambda batching window: the window plus
+    /// 10 s for polling and a cold start.
+    pub fn first_report_after(batching_window_ms: i64) -> i64 {
+        batching_window_ms + 10_000
     }
 }
 

@@ -51,10 +51,9 @@ async fn main() -> anyhow::Result<()> {
             shard_wait: ShardWait {
                 grace_ms: seconds_env("SLUICE_SHARD_GRACE_SECONDS", 60)? * 1000,
                 max_wait_ms: seconds_env("SLUICE_MAX_SHARD_WAIT_SECONDS", 600)? * 1000,
-                // A quiet shard's first aggregate invocation comes at most the batching window
-                // after a record arrives, plus polling and a cold start (10 s covers both).
-                first_report_ms: (seconds_env("SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS", 5)? + 10)
-                    * 1000,
+                first_report_ms: ShardWait::first_report_after(
+                    seconds_env("SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS", 5)? * 1000,
+                ),
             },
             ..EvaluateConfig::default()
         },
