@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use serde_json::{Value, json};
-use sluice_aws::kinesis::ExactKinesisEvent;
+use sluice_aws::kinesis_records::KinesisBatch;
 use sluice_core::{BlobStore, IngestConfig, IngestPipeline, StoreError};
 use sluice_e2e::{
     TestBucket, TestRecord, base64, dead_letter_lines, from_base64, lambda_kinesis_event,
@@ -66,14 +66,15 @@ fn mixed_batch() -> Vec<TestRecord> {
 }
 
 /// Deserialises the event exactly as the Lambda runtime does for the function.
-fn lambda_event(records: &[TestRecord]) -> anyhow::Result<ExactKinesisEvent> {
+fn lambda_event(records: &[TestRecord]) -> anyhow::Result<KinesisBatch> {
     let json = lambda_kinesis_event(SHARD, SEQUENCE_PREFIX, records);
     Ok(serde_json::from_str(&json)?)
 }
 
 async fn run_handler(store: &dyn BlobStore, records: &[TestRecord]) -> anyhow::Result<Value> {
     let pipeline = IngestPipeline::new(IngestConfig::default());
-    let response = sluice_ingest::handle(store, &pipeline, lambda_event(records)?.0, NOW_MS).await;
+    let response =
+        sluice_ingest::handle(store, &pipeline, lambda_event(records)?.records, NOW_MS).await;
     Ok(serde_json::to_value(response)?)
 }
 

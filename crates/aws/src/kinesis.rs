@@ -10,7 +10,11 @@
 //!   precision (`1545084650.987`). `aws_lambda_events` 1.x reads the fraction's digits as a
 //!   count of milliseconds (so `.9` becomes 9 ms, not 900 ms) and rejects fractions with more
 //!   than three digits. [`ExactKinesisEvent`] (and [`parse_kinesis_event`]) read the number
-//!   exactly instead; use it as the Lambda payload type.
+//!   exactly instead.
+//!
+//! The Lambda functions take their payload as [`crate::kinesis_records::KinesisBatch`], which
+//! reads the same JSON to the same records several times faster; this module's conversion
+//! serves events built in memory (the embedded stream) and is what that one is tested against.
 
 use std::sync::Arc;
 
@@ -150,6 +154,11 @@ fn seconds_to_ms(value: &Value) -> Option<i64> {
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
+    seconds_f64_to_ms(seconds)
+}
+
+/// Seconds to whole milliseconds, rounded; `None` when that is not a plausible time.
+pub(crate) fn seconds_f64_to_ms(seconds: f64) -> Option<i64> {
     let ms = (seconds * 1000.0).round();
     // i64 covers ±292 million years in ms; anything outside is not a timestamp.
     (ms.is_finite() && ms.abs() < 9.0e15).then_some(ms as i64)

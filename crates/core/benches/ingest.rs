@@ -4,25 +4,18 @@
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
 
+#[path = "support/traffic.rs"]
+mod traffic;
+
 use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::decode::{Decoder, EventDefaults, EventSink};
 use sluice_core::normalize::Fields;
-use sluice_core::synth::{Generator, SynthConfig};
 use sluice_core::{IngestPipeline, RejectReason, StreamRecord};
-
-const NOW: i64 = 1_714_568_400_000;
+use traffic::NOW;
 
 fn records(n: usize) -> Vec<StreamRecord> {
-    let config = SynthConfig {
-        tenants: 8,
-        services_per_tenant: 8,
-        events: n,
-        start_ms: NOW - 3_000_000,
-        duration_ms: 2_400_000,
-        ..SynthConfig::default()
-    };
-    Generator::new(config)
+    traffic::events(n)
         .enumerate()
         .map(|(i, e)| StreamRecord {
             shard_id: "shardId-000000000000".into(),

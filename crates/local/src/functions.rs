@@ -37,7 +37,7 @@ impl BatchHandler for IngestFunction {
         let outcome = sluice_ingest::ingest(
             self.store.as_ref(),
             &self.pipeline,
-            event,
+            sluice_aws::kinesis::into_stream_records(event),
             self.clock.now_ms(),
         )
         .await;

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_aws::kinesis;
+use sluice_aws::kinesis_records::KinesisRecords;
 use sluice_core::aggregate::{aggregate_records, decode_state, encode_state, store_partials};
 use sluice_core::normalize::timestamp::parse_rfc3339_ms;
 use sluice_core::window::progress::{self, ShardProgress};
@@ -70,15 +70,23 @@ pub enum AggregateError {
     Core(#[from] CoreError),
 }
 
-/// Decodes Lambda's event (records with exact arrival times, plus the window fields).
+/// Lambda's tumbling-window Kinesis event, the function's payload type: the records (decoded
+/// in one pass, with exact arrival times, by [`KinesisRecords`]) and the window fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WindowEvent {
+    #[serde(rename = "Records")]
+    pub records: KinesisRecords,
+    #[serde(flatten)]
+    pub props: WindowProperties,
+}
+
+/// Decodes Lambda's event held as JSON (the local runner builds it so).
 pub fn parse_event(
     value: serde_json::Value,
 ) -> Result<(Vec<sluice_core::StreamRecord>, WindowProperties), AggregateError> {
-    let props: WindowProperties =
-        serde_json::from_value(value.clone()).map_err(|e| AggregateError::Event(e.to_string()))?;
-    let records =
-        kinesis::parse_kinesis_event(value).map_err(|e| AggregateError::Event(e.to_string()))?;
-    Ok((kinesis::into_stream_records(records), props))
+    let event: WindowEvent =
+        serde_json::from_value(value).map_err(|e| AggregateError::Event(e.to_string()))?;
+    Ok((event.records.0, event.props))
 }
 
 /// Handles one invocation.
@@ -186,6 +194,28 @@ mod tests {
     fn fixture() -> serde_json::Value {
         let text = include_str!("../../../infra/events/kinesis-window.json");
         serde_json::from_str(text).expect("fixture is JSON")
+    }
+
+    #[test]
+    fn the_payload_type_reads_the_records_and_the_window_fields() {
+        let text = include_str!("../../../infra/events/kinesis-window.json");
+        let event: WindowEvent = serde_json::from_str(text).expect("the payload type reads it");
+        let reference = sluice_aws::kinesis::kinesis_event_from_slice(text.as_bytes())
+            .map(sluice_aws::kinesis::into_stream_records)
+            .expect("the reference reads it");
+        assert!(!reference.is_empty());
+        assert_eq!(event.records.0, reference);
+        assert_eq!(
+            event.props.shard_id.as_deref(),
+            Some("shardId-000000000006")
+        );
+        assert!(event.props.is_final_invoke_for_window);
+        assert!(!event.props.is_window_terminated_early);
+        assert!(event.props.state.is_empty());
+        assert!(event.props.window.start < event.props.window.end);
+        let (records, props) = parse_event(fixture()).expect("parse_event reads it");
+        assert_eq!(records, reference);
+        assert_eq!(props.window.start, event.props.window.start);
     }
 
     #[tokio::test]

@@ -36,10 +36,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let (store, ingest, windows) = (&store, &ingest, &windows);
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<serde_json::Value>| async move {
-            let (records, props) = sluice_aggregate::parse_event(event.payload)?;
+        move |event: LambdaEvent<sluice_aggregate::WindowEvent>| async move {
+            let sluice_aggregate::WindowEvent { records, props } = event.payload;
             let response =
-                sluice_aggregate::handle(store, ingest, windows, &records, &props, now_ms())
+                sluice_aggregate::handle(store, ingest, windows, &records.0, &props, now_ms())
                     .await?;
             Ok::<_, lambda_runtime::Error>(response)
         },

@@ -12,10 +12,9 @@
 //! The binary (`sluice-ingest`) builds the S3 client and the pipeline once, at init; see
 //! `main.rs` for the environment it reads.
 
-use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::streams::KinesisEventResponse;
-use sluice_aws::{emf, kinesis};
-use sluice_core::{BlobStore, IngestOutcome, IngestPipeline};
+use sluice_aws::emf;
+use sluice_core::{BlobStore, IngestOutcome, IngestPipeline, StreamRecord};
 use tracing::Instrument as _;
 
 /// The bucket the function writes to (required).
@@ -25,15 +24,17 @@ pub const FUNCTION_NAME_ENV: &str = "AWS_LAMBDA_FUNCTION_NAME";
 /// The `Function` dimension when not running on Lambda.
 pub const DEFAULT_FUNCTION_NAME: &str = "sluice-ingest";
 
-/// Handles one Lambda Kinesis batch: stores it, prints its EMF metrics line, and answers with
-/// the batch item failures Lambda needs to retry from the right record.
+/// Handles one Lambda Kinesis batch (its records, as
+/// [`sluice_aws::kinesis_records::KinesisBatch`] reads them from the event): stores it, prints
+/// its EMF metrics line, and answers with the batch item failures Lambda needs to retry from
+/// the right record.
 pub async fn handle(
     store: &dyn BlobStore,
     pipeline: &IngestPipeline,
-    event: KinesisEvent,
+    records: Vec<StreamRecord>,
     now_ms: i64,
 ) -> KinesisEventResponse {
-    let outcome = ingest(store, pipeline, event, now_ms).await;
+    let outcome = ingest(store, pipeline, records, now_ms).await;
     let function =
         std::env::var(FUNCTION_NAME_ENV).unwrap_or_else(|_| DEFAULT_FUNCTION_NAME.to_owned());
     emf::emit(&emf::ingest_line(
@@ -45,15 +46,14 @@ pub async fn handle(
     response_for(&outcome)
 }
 
-/// Converts and processes one batch, logging what happened. No metrics, no response: the parts
-/// of [`handle`] that tests and the local runner want on their own.
+/// Processes one batch, logging what happened. No metrics, no response: the parts of
+/// [`handle`] that tests and the local runner want on their own.
 pub async fn ingest(
     store: &dyn BlobStore,
     pipeline: &IngestPipeline,
-    event: KinesisEvent,
+    records: Vec<StreamRecord>,
     now_ms: i64,
 ) -> IngestOutcome {
-    let records = kinesis::into_stream_records(event);
     let span = match (records.first(), records.last()) {
         (Some(first), Some(last)) => tracing::info_span!(
             "ingest_batch",
@@ -104,9 +104,11 @@ pub fn response_for(outcome: &IngestOutcome) -> KinesisEventResponse {
 mod tests {
     use super::*;
     use async_trait::async_trait;
+    use aws_lambda_events::kinesis::KinesisEvent;
     use base64::Engine as _;
     use bytes::Bytes;
     use sluice_aws::kinesis::kinesis_event_from_slice;
+    use sluice_aws::kinesis_records::KinesisBatch;
     use sluice_core::{IngestConfig, LocalDirStore, StoreError};
 
     const FIXTURE: &str = include_str!("../../../infra/events/kinesis.json");
@@ -146,6 +148,13 @@ mod tests {
     fn fixture() -> KinesisEvent {
         kinesis_event_from_slice(FIXTURE.as_bytes())
             .expect("infra/events/kinesis.json is a Lambda Kinesis event")
+    }
+
+    /// The fixture's records, read as the function reads its payload.
+    fn fixture_records() -> Vec<StreamRecord> {
+        serde_json::from_str::<KinesisBatch>(FIXTURE)
+            .expect("infra/events/kinesis.json is a Lambda Kinesis event")
+            .records
     }
 
     fn pipeline() -> IngestPipeline {
@@ -195,10 +204,10 @@ mod tests {
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
-        let event = fixture();
-        let first_sequence = event.records[0].kinesis.sequence_number.clone();
+        let records = fixture_records();
+        let first_sequence = records[0].sequence_number.clone();
 
-        let response = handle(&store, &pipeline(), event, FIXTURE_NOW_MS).await;
+        let response = handle(&store, &pipeline(), records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
         let logs = store.list("logs/").await.expect("list logs");
@@ -237,9 +246,9 @@ mod tests {
 
     #[tokio::test]
     async fn failed_write_reports_the_first_sequence_number_for_retry() {
-        let event = fixture();
-        let first_sequence = event.records[0].kinesis.sequence_number.clone();
-        let response = handle(&FailingStore, &pipeline(), event, FIXTURE_NOW_MS).await;
+        let records = fixture_records();
+        let first_sequence = records[0].sequence_number.to_string();
+        let response = handle(&FailingStore, &pipeline(), records, FIXTURE_NOW_MS).await;
         assert_eq!(response.batch_item_failures.len(), 1, "{response:?}");
         assert_eq!(
             response.batch_item_failures[0].item_identifier.as_deref(),
@@ -257,8 +266,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let event = kinesis_event_from_slice(
-            format!(
+        let batch: KinesisBatch = serde_json::from_str(
+            &format!(
                 r#"{{"Records": [
                     {{"kinesis": {{"partitionKey": "acme/api", "sequenceNumber": "100", "data": "{}", "approximateArrivalTimestamp": 1736937000.5}},
                       "eventID": "shardId-000000000001:100", "eventSource": "aws:kinesis"}},
@@ -267,11 +276,10 @@ mod tests {
                 ]}}"#,
                 b64("{\"broken"),
                 b64("   "),
-            )
-            .as_bytes(),
+            ),
         )
         .expect("event");
-        let response = handle(&store, &pipeline(), event, FIXTURE_NOW_MS).await;
+        let response = handle(&store, &pipeline(), batch.records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         assert!(store.list("logs/").await.expect("list").is_empty());
         let dlq = store.list("dlq/").await.expect("list");
@@ -291,7 +299,8 @@ mod tests {
     async fn an_empty_event_is_a_success_with_nothing_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
-        let response = handle(&store, &pipeline(), KinesisEvent::default(), FIXTURE_NOW_MS).await;
+        let batch: KinesisBatch = serde_json::from_str(r#"{"Records": []}"#).expect("event");
+        let response = handle(&store, &pipeline(), batch.records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty());
         assert!(store.list("").await.expect("list").is_empty());
     }

@@ -12,7 +12,7 @@
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
-use sluice_aws::kinesis::ExactKinesisEvent;
+use sluice_aws::kinesis_records::KinesisBatch;
 use sluice_aws::lambda::{init_json_tracing, now_ms};
 use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
 use sluice_core::{IngestConfig, IngestPipeline};
@@ -43,8 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let store = &store;
     let pipeline = &pipeline;
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ExactKinesisEvent>| async move {
-            let response = handle(store, pipeline, event.payload.0, now_ms()).await;
+        move |event: LambdaEvent<KinesisBatch>| async move {
+            let response = handle(store, pipeline, event.payload.records, now_ms()).await;
             Ok::<_, lambda_runtime::Error>(response)
         },
     ))

@@ -31,10 +31,19 @@ impl Interner {
             self.slots.fill((0, 0));
         }
         let mut at = 0;
+        // The previous value and its index. Values come in runs (a file's tenant is one value
+        // throughout; a shard's batch often holds a run of one service's records), and a run
+        // costs a compare per row instead of a hash and a probe.
+        let mut last: Option<(&[u8], u32)> = None;
         while at < data.len() {
             let len = crate::columns::value_len(data, at);
             let end = at + 4 + len;
-            let index = self.intern(data, at, end);
+            let value = &data[at + 4..end];
+            let index = match last {
+                Some((previous, index)) if previous == value => index,
+                _ => self.intern(data, at, end),
+            };
+            last = Some((value, index));
             self.indices.push(index);
             if self.dictionary_bytes > limit {
                 return false;
@@ -183,6 +192,15 @@ mod tests {
         for (&(s, e), v) in interner.entries.iter().zip(&first) {
             assert_eq!(&data[s + 4..e], v.as_bytes());
         }
+    }
+
+    #[test]
+    fn gives_every_row_of_a_run_its_values_index() {
+        let values = ["b", "b", "b", "a", "a", "b", "c", "c", "a", "", "", "b"];
+        let mut interner = Interner::default();
+        assert!(interner.build(&plain(&values), usize::MAX));
+        assert_eq!(interner.indices, [0, 0, 0, 1, 1, 0, 2, 2, 1, 3, 3, 0]);
+        assert_eq!(interner.entries.len(), 4);
     }
 
     #[test]
