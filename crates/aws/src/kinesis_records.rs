@@ -231,7 +231,9 @@ struct Base64Seed<'s>(&'s mut Vec<u8>);
 impl<'de> DeserializeSeed<'de> for Base64Seed<'_> {
     type Value = Range<usize>;
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
+        // As bytes: serde_json then skips the UTF-8 check of the string (base64 is ASCII, and
+        // the decoder rejects anything else).
+        deserializer.deserialize_bytes(self)
     }
 }
 
@@ -243,6 +245,10 @@ impl Visitor<'_> for Base64Seed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Range<usize>, E> {
+        self.visit_bytes(text.as_bytes())
+    }
+
+    fn visit_bytes<E: de::Error>(self, text: &[u8]) -> Result<Range<usize>, E> {
         let start = self.0.len();
         base64::engine::general_purpose::STANDARD
             .decode_vec(text, self.0)
