@@ -57,7 +57,8 @@ pub struct BenchArgs {
     /// Skip the agent → emulator benchmark (it starts a moto server).
     #[arg(long)]
     pub no_agent: bool,
-    /// Run the criterion benchmarks instead (`cargo bench -p sluice-core`).
+    /// Run the criterion benchmarks instead (`cargo bench -p sluice-core -p sluice-aws`: the
+    /// ingest core, aggregation, and the ingest Lambda's path from its event JSON).
     #[arg(long)]
     pub criterion: bool,
     /// Extra arguments for `cargo bench` with --criterion, after `--`.
@@ -89,7 +90,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.criterion {
         return util::run(
             util::cargo()
-                .args(["bench", "-p", "sluice-core"])
+                .args(["bench", "-p", "sluice-core", "-p", "sluice-aws"])
                 .args(&args.extra),
         );
     }
