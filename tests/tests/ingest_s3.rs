@@ -68,7 +68,9 @@ fn mixed_batch() -> Vec<TestRecord> {
 /// Deserialises the event exactly as the Lambda runtime does for the function.
 fn lambda_event(records: &[TestRecord]) -> anyhow::Result<KinesisBatch> {
     let json = lambda_kinesis_event(SHARD, SEQUENCE_PREFIX, records);
-    Ok(serde_json::from_str(&json)?)
+    Ok(serde_path_to_error::deserialize(
+        &mut serde_json::Deserializer::from_str(&json),
+    )?)
 }
 
 async fn run_handler(store: &dyn BlobStore, records: &[TestRecord]) -> anyhow::Result<Value> {

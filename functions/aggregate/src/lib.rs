@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_aws::kinesis_records::KinesisRecords;
+use sluice_aws::kinesis_records::{KinesisRecords, untracked};
 use sluice_core::aggregate::{aggregate_records, decode_state, encode_state, store_partials};
 use sluice_core::normalize::timestamp::parse_rfc3339_ms;
 use sluice_core::window::progress::{self, ShardProgress};
@@ -72,19 +72,42 @@ pub enum AggregateError {
 
 /// Lambda's tumbling-window Kinesis event, the function's payload type: the records (decoded
 /// in one pass, with exact arrival times, by [`KinesisRecords`]) and the window fields.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct WindowEvent {
-    #[serde(rename = "Records")]
-    pub records: KinesisRecords,
-    #[serde(flatten)]
+    pub records: Vec<sluice_core::StreamRecord>,
     pub props: WindowProperties,
+}
+
+/// The event's members, as they are named in it.
+#[derive(Deserialize)]
+struct WindowEventFields {
+    #[serde(rename = "Records")]
+    records: KinesisRecords,
+    #[serde(flatten)]
+    props: WindowProperties,
+}
+
+impl From<WindowEventFields> for WindowEvent {
+    fn from(f: WindowEventFields) -> Self {
+        Self {
+            records: f.records.0,
+            props: f.props,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowEvent {
+    /// Past lambda_runtime's key-copying deserializer, as [`untracked`] explains.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        untracked::<WindowEventFields, D>(deserializer).map(WindowEvent::from)
+    }
 }
 
 /// Decodes Lambda's event held as JSON (the local runner builds it so).
 pub fn parse_event(
     value: serde_json::Value,
 ) -> Result<(Vec<sluice_core::StreamRecord>, WindowProperties), AggregateError> {
-    let event: WindowEvent =
+    let event: WindowEventFields =
         serde_json::from_value(value).map_err(|e| AggregateError::Event(e.to_string()))?;
     Ok((event.records.0, event.props))
 }
@@ -199,12 +222,15 @@ mod tests {
     #[test]
     fn the_payload_type_reads_the_records_and_the_window_fields() {
         let text = include_str!("../../../infra/events/kinesis-window.json");
-        let event: WindowEvent = serde_json::from_str(text).expect("the payload type reads it");
+        // As lambda_runtime reads it: through serde_path_to_error.
+        let event: WindowEvent =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+                .expect("the payload type reads it");
         let reference = sluice_aws::kinesis::kinesis_event_from_slice(text.as_bytes())
             .map(sluice_aws::kinesis::into_stream_records)
             .expect("the reference reads it");
         assert!(!reference.is_empty());
-        assert_eq!(event.records.0, reference);
+        assert_eq!(event.records, reference);
         assert_eq!(
             event.props.shard_id.as_deref(),
             Some("shardId-000000000006")

@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         move |event: LambdaEvent<sluice_aggregate::WindowEvent>| async move {
             let sluice_aggregate::WindowEvent { records, props } = event.payload;
             let response =
-                sluice_aggregate::handle(store, ingest, windows, &records.0, &props, now_ms())
+                sluice_aggregate::handle(store, ingest, windows, &records, &props, now_ms())
                     .await?;
             Ok::<_, lambda_runtime::Error>(response)
         },

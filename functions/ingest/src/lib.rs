@@ -150,11 +150,17 @@ mod tests {
             .expect("infra/events/kinesis.json is a Lambda Kinesis event")
     }
 
-    /// The fixture's records, read as the function reads its payload.
+    /// The records of an event, read as lambda_runtime reads the function's payload.
+    fn payload(json: &str) -> Vec<StreamRecord> {
+        serde_path_to_error::deserialize::<_, KinesisBatch>(
+            &mut serde_json::Deserializer::from_str(json),
+        )
+        .expect("a Lambda Kinesis event")
+        .records
+    }
+
     fn fixture_records() -> Vec<StreamRecord> {
-        serde_json::from_str::<KinesisBatch>(FIXTURE)
-            .expect("infra/events/kinesis.json is a Lambda Kinesis event")
-            .records
+        payload(FIXTURE)
     }
 
     fn pipeline() -> IngestPipeline {
@@ -266,20 +272,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let batch: KinesisBatch = serde_json::from_str(
-            &format!(
-                r#"{{"Records": [
+        let records = payload(&format!(
+            r#"{{"Records": [
                     {{"kinesis": {{"partitionKey": "acme/api", "sequenceNumber": "100", "data": "{}", "approximateArrivalTimestamp": 1736937000.5}},
                       "eventID": "shardId-000000000001:100", "eventSource": "aws:kinesis"}},
                     {{"kinesis": {{"partitionKey": "acme/api", "sequenceNumber": "101", "data": "{}", "approximateArrivalTimestamp": 1736937000.6}},
                       "eventID": "shardId-000000000001:101", "eventSource": "aws:kinesis"}}
                 ]}}"#,
-                b64("{\"broken"),
-                b64("   "),
-            ),
-        )
-        .expect("event");
-        let response = handle(&store, &pipeline(), batch.records, FIXTURE_NOW_MS).await;
+            b64("{\"broken"),
+            b64("   "),
+        ));
+        let response = handle(&store, &pipeline(), records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         assert!(store.list("logs/").await.expect("list").is_empty());
         let dlq = store.list("dlq/").await.expect("list");
@@ -299,8 +302,13 @@ mod tests {
     async fn an_empty_event_is_a_success_with_nothing_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
-        let batch: KinesisBatch = serde_json::from_str(r#"{"Records": []}"#).expect("event");
-        let response = handle(&store, &pipeline(), batch.records, FIXTURE_NOW_MS).await;
+        let response = handle(
+            &store,
+            &pipeline(),
+            payload(r#"{"Records": []}"#),
+            FIXTURE_NOW_MS,
+        )
+        .await;
         assert!(response.batch_item_failures.is_empty());
         assert!(store.list("").await.expect("list").is_empty());
     }
