@@ -3,28 +3,33 @@
 //! Going through [`aws_lambda_events::kinesis::KinesisEvent`] (and, for exact arrival times, a
 //! `serde_json::Value` first) allocates a dozen strings per record and a buffer per payload,
 //! then copies them again: about 5.5 µs a record, four times what decoding and writing the
-//! record as Parquet costs. Here every payload is base64-decoded into one buffer that the
-//! batch's records share as [`Bytes`] slices, the fields sluice does not use are skipped
-//! without being allocated, records of one shard share its name, and the event is read past
-//! lambda_runtime's path-tracking deserializer ([`untracked`]).
+//! record as Parquet costs. Here:
+//! - the event is taken as raw JSON text past lambda_runtime's deserializer ([`raw_event`]),
+//!   which copies every key it passes into a new String (path tracking for its error messages);
+//! - sluice's own JSON scanner walks it, as it walks log records: strings borrowed, long ones
+//!   (the base64 payloads) searched with SIMD, fields sluice does not use skipped unread;
+//! - every payload is base64-decoded into one buffer that the records share as [`Bytes`]
+//!   slices, and records of one shard share its name.
 //!
 //! The result is the same as [`crate::kinesis::into_stream_records`] of
 //! [`crate::kinesis::ExactKinesisEvent`]: the same required fields (`Records`, `kinesis`,
 //! `data`, `approximateArrivalTimestamp`), the same defaults, the same shard fallback, and
 //! arrival times read exactly.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer};
+use serde_json::value::RawValue;
 use sluice_core::StreamRecord;
+use sluice_core::decode::json::{JsonError, Scanner, Value, parse_f64};
 use sluice_core::input::SequenceNumber;
 
-use crate::kinesis::{UNKNOWN_SHARD, shard_id_of};
+use crate::error::AwsError;
+use crate::kinesis::{UNKNOWN_SHARD, seconds_f64_to_ms, shard_id_of};
 
 /// A whole Lambda Kinesis event (`{"Records": [...]}`), as the ingest function's payload type:
 /// `LambdaEvent<KinesisBatch>`. Other top-level fields are ignored.
@@ -35,40 +40,49 @@ pub struct KinesisBatch {
 
 impl<'de> Deserialize<'de> for KinesisBatch {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Event {
-            #[serde(rename = "Records")]
-            records: KinesisRecords,
+        let raw = raw_event(deserializer)?;
+        let (records, _) = read_event(raw.get()).map_err(de::Error::custom)?;
+        Ok(KinesisBatch { records })
+    }
+}
+
+/// The JSON text of a payload, for a payload type to read itself. lambda_runtime deserialises
+/// payloads through `serde_path_to_error`, which copies every key it passes into a new String:
+/// a dozen a record, which cost more than decoding the record. A raw value goes through it in
+/// one quick pass (which also checks the JSON syntax), borrowed from the request body.
+pub fn raw_event<'de, D: Deserializer<'de>>(deserializer: D) -> Result<&'de RawValue, D::Error> {
+    <&'de RawValue>::deserialize(deserializer)
+}
+
+/// Reads a Lambda Kinesis event's JSON text: its records, and its other top-level members as
+/// the text of a JSON object (the tumbling-window fields of the aggregate function's event).
+pub fn read_event(json: &str) -> Result<(Vec<StreamRecord>, String), AwsError> {
+    let mut reader = EventReader::default();
+    let mut rest = String::from("{");
+    let mut scanner = Scanner::new(json);
+    let walked = scanner.object(0, |key, raw_key, s| {
+        if key == "Records" {
+            return reader.records(s);
         }
-        let event: Event = untracked(deserializer)?;
-        Ok(KinesisBatch {
-            records: event.records.0,
-        })
+        let value = s.skip_value()?;
+        if rest.len() > 1 {
+            rest.push(',');
+        }
+        rest.push('"');
+        rest.push_str(raw_key);
+        rest.push_str("\":");
+        rest.push_str(value);
+        Ok(())
+    });
+    rest.push('}');
+    if let Some(failure) = reader.failure {
+        return Err(AwsError::KinesisEvent(failure));
     }
-}
-
-/// Deserialises `T` from the JSON text `deserializer` holds, without the deserializer's own
-/// wrapping: lambda_runtime reads payloads through `serde_path_to_error`, which copies every
-/// key it passes into a new String, a dozen a record, which cost more than decoding the record
-/// did. The text is taken raw through it (one quick pass), then decoded directly.
-pub fn untracked<'de, T, D>(deserializer: D) -> Result<T, D::Error>
-where
-    T: Deserialize<'de>,
-    D: Deserializer<'de>,
-{
-    let raw = <&'de serde_json::value::RawValue>::deserialize(deserializer)?;
-    serde_json::from_str(raw.get()).map_err(de::Error::custom)
-}
-
-/// The `Records` array of a Lambda Kinesis event, to embed in an event type of its own (the
-/// aggregate function's tumbling-window event has more top-level fields).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KinesisRecords(pub Vec<StreamRecord>);
-
-impl<'de> Deserialize<'de> for KinesisRecords {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(RecordsVisitor)
+    walked.map_err(|e| AwsError::KinesisEvent(format!("invalid Kinesis event: {e}")))?;
+    if !reader.found {
+        return Err(AwsError::KinesisEvent("missing field `Records`".into()));
     }
+    Ok((reader.finish(), rest))
 }
 
 /// One record as read, its payload a range of the shared buffer.
@@ -80,37 +94,161 @@ struct Parsed {
     data: Range<usize>,
 }
 
-/// What the records of one event share while it is read.
+/// The `kinesis` object of a record.
+struct Kinesis {
+    sequence_number: SequenceNumber,
+    partition_key: String,
+    arrival_ms: i64,
+    data: Range<usize>,
+}
+
+/// Reads the records of one event.
 #[derive(Default)]
-struct Shared {
+struct EventReader {
+    found: bool,
+    parsed: Vec<Parsed>,
     /// Every payload, decoded, back to back.
     payloads: Vec<u8>,
     /// The last shard named, so that a batch's records share one `Arc`.
     shard: Option<Arc<str>>,
+    /// Why the event was refused, when the JSON was fine but the event was not.
+    failure: Option<String>,
 }
 
-struct RecordsVisitor;
-
-impl<'de> Visitor<'de> for RecordsVisitor {
-    type Value = KinesisRecords;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the Records array of a Kinesis event")
+impl EventReader {
+    /// Records `why` (with the record it concerns) and returns the error that stops the walk.
+    fn fail(&mut self, why: impl std::fmt::Display, s: &Scanner<'_>) -> JsonError {
+        self.failure = Some(format!("record {}: {why}", self.parsed.len()));
+        JsonError {
+            what: "invalid Kinesis record",
+            offset: s.pos(),
+        }
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KinesisRecords, A::Error> {
-        let mut shared = Shared::default();
-        let mut parsed = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(record) = seq.next_element_seed(RecordSeed(&mut shared))? {
-            parsed.push(record);
+    fn records(&mut self, s: &mut Scanner<'_>) -> Result<(), JsonError> {
+        self.found = true;
+        if s.peek() != Some(b'[') {
+            self.failure =
+                Some("invalid type: expected the Records array of a Kinesis event".into());
+            return Err(JsonError {
+                what: "invalid Kinesis event",
+                offset: s.pos(),
+            });
         }
-        let payloads = Bytes::from(shared.payloads);
-        // A record without a shard takes the batch's: the first one any record names.
-        let fallback: Arc<str> = parsed
+        s.array(1, |s| self.record(s))
+    }
+
+    fn record(&mut self, s: &mut Scanner<'_>) -> Result<(), JsonError> {
+        let (mut kinesis, mut shard_id) = (None, None);
+        s.object(2, |key, _, s| match key {
+            "kinesis" => {
+                kinesis = Some(self.kinesis(s)?);
+                Ok(())
+            }
+            "eventID" => {
+                shard_id = self.shard(s)?;
+                Ok(())
+            }
+            _ => s.skip_value().map(drop),
+        })?;
+        let Some(k) = kinesis else {
+            return Err(self.fail("missing field `kinesis`", s));
+        };
+        self.parsed.push(Parsed {
+            shard_id,
+            sequence_number: k.sequence_number,
+            partition_key: k.partition_key,
+            arrival_ms: k.arrival_ms,
+            data: k.data,
+        });
+        Ok(())
+    }
+
+    fn kinesis(&mut self, s: &mut Scanner<'_>) -> Result<Kinesis, JsonError> {
+        let (mut data, mut arrival_ms) = (None, None);
+        let mut sequence_number = SequenceNumber::default();
+        let mut partition_key = String::new();
+        s.object(3, |key, _, s| {
+            match key {
+                "data" => data = Some(self.payload(s)?),
+                "partitionKey" => partition_key = s.string()?.into_owned(),
+                "sequenceNumber" => sequence_number = SequenceNumber::from(s.string()?.as_ref()),
+                "approximateArrivalTimestamp" => arrival_ms = Some(self.arrival_ms(s)?),
+                _ => {
+                    s.skip_value()?;
+                }
+            }
+            Ok(())
+        })?;
+        let Some(data) = data else {
+            return Err(self.fail("missing field `data`", s));
+        };
+        let Some(arrival_ms) = arrival_ms else {
+            return Err(self.fail("missing field `approximateArrivalTimestamp`", s));
+        };
+        Ok(Kinesis {
+            sequence_number,
+            partition_key,
+            arrival_ms,
+            data,
+        })
+    }
+
+    /// A base64 payload, decoded onto the end of the shared buffer; its range there.
+    fn payload(&mut self, s: &mut Scanner<'_>) -> Result<Range<usize>, JsonError> {
+        let text = s.string()?;
+        let start = self.payloads.len();
+        match base64::engine::general_purpose::STANDARD
+            .decode_vec(text.as_bytes(), &mut self.payloads)
+        {
+            Ok(()) => Ok(start..self.payloads.len()),
+            Err(e) => {
+                self.payloads.truncate(start);
+                Err(self.fail(format_args!("record data is not base64: {e}"), s))
+            }
+        }
+    }
+
+    /// The shard named by an `eventID` (`shardId-…:sequence`), shared with the record before
+    /// when it is the same shard.
+    fn shard(&mut self, s: &mut Scanner<'_>) -> Result<Option<Arc<str>>, JsonError> {
+        let event_id = match s.value()? {
+            Value::Str(id) => id,
+            Value::Null => return Ok(None),
+            _ => return Err(self.fail("invalid type: eventID is not a string", s)),
+        };
+        let Some(shard) = shard_id_of(&event_id) else {
+            return Ok(None);
+        };
+        Ok(Some(match &self.shard {
+            Some(last) if **last == *shard => Arc::clone(last),
+            _ => Arc::clone(self.shard.insert(shard.into())),
+        }))
+    }
+
+    /// `approximateArrivalTimestamp`: seconds since the epoch (a number, or a numeric string),
+    /// to whole milliseconds, read exactly.
+    fn arrival_ms(&mut self, s: &mut Scanner<'_>) -> Result<i64, JsonError> {
+        let ms = match s.value()? {
+            Value::Num(n) => match n.parse::<i64>() {
+                Ok(seconds) => seconds.checked_mul(1000),
+                Err(_) => parse_f64(n).and_then(seconds_f64_to_ms),
+            },
+            Value::Str(text) => text.trim().parse::<f64>().ok().and_then(seconds_f64_to_ms),
+            _ => None,
+        };
+        ms.ok_or_else(|| self.fail("approximateArrivalTimestamp is not a time in seconds", s))
+    }
+
+    /// The records, a record without a shard taking the batch's: the first one any names.
+    fn finish(self) -> Vec<StreamRecord> {
+        let payloads = Bytes::from(self.payloads);
+        let fallback: Arc<str> = self
+            .parsed
             .iter()
             .find_map(|p| p.shard_id.clone())
             .unwrap_or_else(|| UNKNOWN_SHARD.into());
-        let records = parsed
+        self.parsed
             .into_iter()
             .map(|p| StreamRecord {
                 shard_id: p.shard_id.unwrap_or_else(|| Arc::clone(&fallback)),
@@ -119,254 +257,7 @@ impl<'de> Visitor<'de> for RecordsVisitor {
                 arrival_ms: p.arrival_ms,
                 data: payloads.slice(p.data),
             })
-            .collect();
-        Ok(KinesisRecords(records))
-    }
-}
-
-/// The members of an event record and of its `kinesis` object that sluice reads.
-#[allow(clippy::enum_variant_names)] // `PartitionKey` is the field's name.
-enum Key {
-    Kinesis,
-    EventId,
-    Data,
-    PartitionKey,
-    SequenceNumber,
-    ArrivalTimestamp,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = Key;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match key {
-                    "kinesis" => Key::Kinesis,
-                    "eventID" => Key::EventId,
-                    "data" => Key::Data,
-                    "partitionKey" => Key::PartitionKey,
-                    "sequenceNumber" => Key::SequenceNumber,
-                    "approximateArrivalTimestamp" => Key::ArrivalTimestamp,
-                    _ => Key::Other,
-                })
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-/// One element of `Records`.
-struct RecordSeed<'s>(&'s mut Shared);
-
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    type Value = Parsed;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RecordSeed<'_> {
-    type Value = Parsed;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Kinesis event record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        let mut kinesis = None;
-        let mut shard_id = None;
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Kinesis => kinesis = Some(map.next_value_seed(KinesisSeed(&mut *self.0))?),
-                Key::EventId => shard_id = map.next_value_seed(ShardSeed(&mut *self.0))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        let kinesis = kinesis.ok_or_else(|| de::Error::missing_field("kinesis"))?;
-        Ok(Parsed {
-            shard_id,
-            ..kinesis
-        })
-    }
-}
-
-/// The `kinesis` object of a record.
-struct KinesisSeed<'s>(&'s mut Shared);
-
-impl<'de> DeserializeSeed<'de> for KinesisSeed<'_> {
-    type Value = Parsed;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Parsed, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KinesisSeed<'_> {
-    type Value = Parsed;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the kinesis object of a record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
-        let (mut data, mut arrival_ms) = (None, None);
-        let mut sequence_number = SequenceNumber::default();
-        let mut partition_key = String::new();
-        while let Some(key) = map.next_key::<Key>()? {
-            match key {
-                Key::Data => data = Some(map.next_value_seed(Base64Seed(&mut self.0.payloads))?),
-                Key::PartitionKey => partition_key = map.next_value()?,
-                Key::SequenceNumber => sequence_number = map.next_value()?,
-                Key::ArrivalTimestamp => arrival_ms = Some(map.next_value::<ArrivalMs>()?.0),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(Parsed {
-            shard_id: None,
-            sequence_number,
-            partition_key,
-            arrival_ms: arrival_ms
-                .ok_or_else(|| de::Error::missing_field("approximateArrivalTimestamp"))?,
-            data: data.ok_or_else(|| de::Error::missing_field("data"))?,
-        })
-    }
-}
-
-/// A base64 payload, decoded onto the end of the shared buffer; its range there.
-struct Base64Seed<'s>(&'s mut Vec<u8>);
-
-impl<'de> DeserializeSeed<'de> for Base64Seed<'_> {
-    type Value = Range<usize>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        // As bytes: serde_json then skips the UTF-8 check of the string (base64 is ASCII, and
-        // the decoder rejects anything else).
-        deserializer.deserialize_bytes(self)
-    }
-}
-
-impl Visitor<'_> for Base64Seed<'_> {
-    type Value = Range<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("base64 data")
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Range<usize>, E> {
-        self.visit_bytes(text.as_bytes())
-    }
-
-    fn visit_bytes<E: de::Error>(self, text: &[u8]) -> Result<Range<usize>, E> {
-        let start = self.0.len();
-        base64::engine::general_purpose::STANDARD
-            .decode_vec(text, self.0)
-            .map_err(|e| {
-                self.0.truncate(start);
-                E::custom(format_args!("record data is not base64: {e}"))
-            })?;
-        Ok(start..self.0.len())
-    }
-}
-
-/// The shard named by an `eventID` (`shardId-…:sequence`), shared with the record before when
-/// it is the same shard.
-struct ShardSeed<'s>(&'s mut Shared);
-
-impl<'de> DeserializeSeed<'de> for ShardSeed<'_> {
-    type Value = Option<Arc<str>>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_option(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ShardSeed<'_> {
-    type Value = Option<Arc<str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an eventID string or null")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-
-    fn visit_str<E: de::Error>(self, event_id: &str) -> Result<Self::Value, E> {
-        let Some(shard) = shard_id_of(event_id) else {
-            return Ok(None);
-        };
-        Ok(Some(match &self.0.shard {
-            Some(last) if **last == *shard => Arc::clone(last),
-            _ => Arc::clone(self.0.shard.insert(shard.into())),
-        }))
-    }
-}
-
-/// `approximateArrivalTimestamp`: seconds since the epoch (a number, or a numeric string), to
-/// whole milliseconds, read exactly.
-struct ArrivalMs(i64);
-
-impl<'de> Deserialize<'de> for ArrivalMs {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ArrivalVisitor)
-    }
-}
-
-struct ArrivalVisitor;
-
-impl ArrivalVisitor {
-    fn from_seconds<E: de::Error>(seconds: f64) -> Result<ArrivalMs, E> {
-        crate::kinesis::seconds_f64_to_ms(seconds)
-            .map(ArrivalMs)
-            .ok_or_else(|| E::custom(format_args!("arrival time {seconds} is out of range")))
-    }
-}
-
-impl Visitor<'_> for ArrivalVisitor {
-    type Value = ArrivalMs;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("seconds since the epoch")
-    }
-
-    fn visit_i64<E: de::Error>(self, seconds: i64) -> Result<ArrivalMs, E> {
-        seconds
-            .checked_mul(1000)
-            .map(ArrivalMs)
-            .ok_or_else(|| E::custom(format_args!("arrival time {seconds} is out of range")))
-    }
-
-    fn visit_u64<E: de::Error>(self, seconds: u64) -> Result<ArrivalMs, E> {
-        let seconds = i64::try_from(seconds)
-            .map_err(|_| E::custom(format_args!("arrival time {seconds} is out of range")))?;
-        self.visit_i64(seconds)
-    }
-
-    fn visit_f64<E: de::Error>(self, seconds: f64) -> Result<ArrivalMs, E> {
-        Self::from_seconds(seconds)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<ArrivalMs, E> {
-        match text.trim().parse::<f64>() {
-            Ok(seconds) => Self::from_seconds(seconds),
-            Err(_) => Err(E::custom(format_args!(
-                "arrival time {text:?} is not a number of seconds"
-            ))),
-        }
+            .collect()
     }
 }
 
@@ -514,11 +405,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_records_of_an_event_held_as_a_json_value() {
-        let mut value: serde_json::Value = serde_json::from_str(FIXTURE).expect("fixture");
-        let records: KinesisRecords =
-            serde_json::from_value(value["Records"].take()).expect("from a Value");
-        assert_eq!(records.0, both(FIXTURE).0);
+    fn hands_back_the_other_top_level_members_as_a_json_object() -> Result<(), AwsError> {
+        let json = r#"{"window": {"start": "a\"b"}, "Records": [], "state": {}, "isFinalInvokeForWindow": true}"#;
+        let (records, rest) = read_event(json)?;
+        assert!(records.is_empty());
+        let rest: serde_json::Value = serde_json::from_str(&rest).expect("a JSON object");
+        assert_eq!(
+            rest,
+            serde_json::json!({"window": {"start": "a\"b"}, "state": {}, "isFinalInvokeForWindow": true})
+        );
+        Ok(())
     }
 
     #[test]

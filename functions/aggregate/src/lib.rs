@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_aws::kinesis_records::{KinesisRecords, untracked};
+use sluice_aws::kinesis_records::{raw_event, read_event};
 use sluice_core::aggregate::{aggregate_records, decode_state, encode_state, store_partials};
 use sluice_core::normalize::timestamp::parse_rfc3339_ms;
 use sluice_core::window::progress::{self, ShardProgress};
@@ -70,46 +70,39 @@ pub enum AggregateError {
     Core(#[from] CoreError),
 }
 
-/// Lambda's tumbling-window Kinesis event, the function's payload type: the records (decoded
-/// in one pass, with exact arrival times, by [`KinesisRecords`]) and the window fields.
+/// Lambda's tumbling-window Kinesis event, the function's payload type: the records (read as
+/// the ingest function reads them, with exact arrival times) and the window fields.
 #[derive(Debug, Clone)]
 pub struct WindowEvent {
     pub records: Vec<sluice_core::StreamRecord>,
     pub props: WindowProperties,
 }
 
-/// The event's members, as they are named in it.
-#[derive(Deserialize)]
-struct WindowEventFields {
-    #[serde(rename = "Records")]
-    records: KinesisRecords,
-    #[serde(flatten)]
-    props: WindowProperties,
-}
-
-impl From<WindowEventFields> for WindowEvent {
-    fn from(f: WindowEventFields) -> Self {
-        Self {
-            records: f.records.0,
-            props: f.props,
-        }
+impl WindowEvent {
+    /// Reads the event's JSON text: the records in one pass, then the window fields from what
+    /// is left.
+    pub fn from_json(json: &str) -> Result<Self, AggregateError> {
+        let (records, rest) = read_event(json).map_err(|e| AggregateError::Event(e.to_string()))?;
+        let props =
+            serde_json::from_str(&rest).map_err(|e| AggregateError::Event(e.to_string()))?;
+        Ok(Self { records, props })
     }
 }
 
 impl<'de> Deserialize<'de> for WindowEvent {
-    /// Past lambda_runtime's key-copying deserializer, as [`untracked`] explains.
+    /// Past lambda_runtime's key-copying deserializer, as [`raw_event`] explains.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        untracked::<WindowEventFields, D>(deserializer).map(WindowEvent::from)
+        let raw = raw_event(deserializer)?;
+        Self::from_json(raw.get()).map_err(serde::de::Error::custom)
     }
 }
 
-/// Decodes Lambda's event held as JSON (the local runner builds it so).
+/// Decodes Lambda's event held as a JSON value (the local runner builds it so).
 pub fn parse_event(
     value: serde_json::Value,
 ) -> Result<(Vec<sluice_core::StreamRecord>, WindowProperties), AggregateError> {
-    let event: WindowEventFields =
-        serde_json::from_value(value).map_err(|e| AggregateError::Event(e.to_string()))?;
-    Ok((event.records.0, event.props))
+    let event = WindowEvent::from_json(&value.to_string())?;
+    Ok((event.records, event.props))
 }
 
 /// Handles one invocation.

@@ -110,6 +110,25 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Enters the object or array at the position (`open` is `{` or `[`); true when it is empty,
+    /// and then also left.
+    fn open(&mut self, depth: usize, open: u8, close: u8) -> Result<bool, JsonError> {
+        if depth > MAX_DEPTH {
+            return Err(self.err("nesting too deep"));
+        }
+        let what = if open == b'{' {
+            "expected '{'"
+        } else {
+            "expected '['"
+        };
+        self.expect(open, what)?;
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        Ok(empty)
+    }
+
     /// Walks an object, calling `field(key, raw_key, scanner)` for each member; the callback must
     /// consume the member's value (with [`Scanner::value`], [`Scanner::skip_value`], or
     /// [`Scanner::object`] for a nested object). `raw_key` is the key's text between its quotes,
@@ -119,12 +138,7 @@ impl<'a> Scanner<'a> {
         depth: usize,
         mut field: impl FnMut(&str, &'a str, &mut Scanner<'a>) -> Result<(), JsonError>,
     ) -> Result<(), JsonError> {
-        if depth > MAX_DEPTH {
-            return Err(self.err("nesting too deep"));
-        }
-        self.expect(b'{', "expected '{'")?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.open(depth, b'{', b'}')? {
             return Ok(());
         }
         loop {
@@ -150,6 +164,29 @@ impl<'a> Scanner<'a> {
                     return Ok(());
                 }
                 _ => return Err(self.err("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// Walks an array, calling `element(scanner)` at each element; the callback must consume it
+    /// (as [`Scanner::object`]'s callback consumes a member's value).
+    pub fn array(
+        &mut self,
+        depth: usize,
+        mut element: impl FnMut(&mut Scanner<'a>) -> Result<(), JsonError>,
+    ) -> Result<(), JsonError> {
+        if self.open(depth, b'[', b']')? {
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err("expected ',' or ']'")),
             }
         }
     }
@@ -470,6 +507,28 @@ mod tests {
         ] {
             assert!(fields(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn walks_array_elements_and_rejects_malformed_arrays() -> Result<(), JsonError> {
+        let mut seen = Vec::new();
+        let mut scanner = Scanner::new(r#" [ 1 , "two", {"x":[3]} , [] ] "#);
+        scanner.array(0, |s| {
+            seen.push(s.skip_value()?.to_owned());
+            Ok(())
+        })?;
+        assert!(scanner.at_end());
+        assert_eq!(seen, ["1", "\"two\"", r#"{"x":[3]}"#, "[]"]);
+        Scanner::new("[]").array(0, |_| panic!("an empty array has no element"))?;
+        for (bad, what) in [
+            ("{}", "expected '['"),
+            ("[1 2]", "expected ',' or ']'"),
+            ("[1,", "unexpected end of input"),
+        ] {
+            let err = Scanner::new(bad).array(0, |s| s.value().map(drop));
+            assert_eq!(err.map_err(|e| e.what), Err(what), "{bad}");
+        }
+        Ok(())
     }
 
     #[test]
