@@ -57,8 +57,9 @@ pub struct BenchArgs {
     /// Skip the agent → emulator benchmark (it starts a moto server).
     #[arg(long)]
     pub no_agent: bool,
-    /// Run the criterion benchmarks instead (`cargo bench -p sluice-core -p sluice-aws`: the
-    /// ingest core, aggregation, and the ingest Lambda's path from its event JSON).
+    /// Run the criterion benchmarks instead (`cargo bench -p sluice-core -p sluice-aws -p
+    /// sluice-aggregate`: the ingest core, aggregation, and the ingest and aggregate Lambdas'
+    /// paths from their event JSON).
     #[arg(long)]
     pub criterion: bool,
     /// Extra arguments for `cargo bench` with --criterion, after `--`.
@@ -90,7 +91,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if args.criterion {
         return util::run(
             util::cargo()
-                .args(["bench", "-p", "sluice-core", "-p", "sluice-aws"])
+                .args([
+                    "bench",
+                    "-p",
+                    "sluice-core",
+                    "-p",
+                    "sluice-aws",
+                    "-p",
+                    "sluice-aggregate",
+                ])
                 .args(&args.extra),
         );
     }

@@ -8,50 +8,19 @@ mod cpu_time;
 #[path = "../../core/benches/support/traffic.rs"]
 mod traffic;
 
-use base64::Engine as _;
+#[path = "../../core/benches/support/lambda_event.rs"]
+mod lambda_event;
+
 use cpu_time::ThreadCpuTime;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lambda_event::{as_lambda_runtime, event_json};
 use sluice_aws::kinesis::{ExactKinesisEvent, into_stream_records};
 use sluice_aws::kinesis_records::KinesisBatch;
 use sluice_core::IngestPipeline;
 use traffic::NOW;
 
-/// A Kinesis event of `n` generated records, shaped exactly as Lambda sends it.
-fn event_json(n: usize) -> Vec<u8> {
-    let records: Vec<serde_json::Value> = traffic::events(n)
-        .enumerate()
-        .map(|(i, e)| {
-            let sequence = format!("4959033827149025660855969253836157109592157598913{:07}", i);
-            serde_json::json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": e.partition_key,
-                    "sequenceNumber": sequence,
-                    "data": base64::engine::general_purpose::STANDARD.encode(&e.payload),
-                    "approximateArrivalTimestamp": (NOW as f64 + i as f64) / 1000.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("shardId-000000000006:{sequence}"),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/sluice-ingest-role",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/sluice-logs",
-            })
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "Records": records })).expect("event JSON")
-}
-
-/// Deserialises the payload as lambda_runtime does (through `serde_path_to_error`, which
-/// copies every key it passes into a String).
-fn as_lambda_runtime<T: serde::de::DeserializeOwned>(json: &[u8]) -> T {
-    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(json))
-        .expect("event")
-}
-
 fn lambda_event(c: &mut Criterion<ThreadCpuTime>) {
-    let json = event_json(10_000);
+    let json = event_json(10_000, serde_json::json!({}));
     let pipeline = IngestPipeline::default();
     let mut group = c.benchmark_group("lambda_event");
     group.sample_size(10);
@@ -69,6 +38,12 @@ fn lambda_event(c: &mut Criterion<ThreadCpuTime>) {
             pipeline
                 .encode(&batch.records, NOW)
                 .map(|out| out.stats.rows)
+        })
+    });
+    group.bench_function("to_parquet_10k (aws_lambda_events: before)", |b| {
+        b.iter(|| {
+            let records = into_stream_records(as_lambda_runtime::<ExactKinesisEvent>(&json).0);
+            pipeline.encode(&records, NOW).map(|out| out.stats.rows)
         })
     });
     group.finish();
