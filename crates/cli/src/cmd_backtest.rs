@@ -437,6 +437,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn help_states_the_lifecycles_default_repeat_interval() {
+        let mut command =
+            <BacktestArgs as clap::Args>::augment_args(clap::Command::new("backtest"));
+        let help = command.render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let minutes = LifecycleConfig::default().repeat_interval_ms / 60_000;
+        assert!(
+            help.contains(&format!("repeat_interval_minutes, else {minutes} ")),
+            "{help}"
+        );
+    }
+
+    #[test]
     fn times_are_rfc3339() {
         assert_eq!(parse_time("2024-05-01T12:00:00Z"), Ok(1_714_564_800_000));
         assert!(parse_time("yesterday").is_err());
