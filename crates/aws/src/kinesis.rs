@@ -144,28 +144,33 @@ pub fn kinesis_event_from_slice(json: &[u8]) -> Result<KinesisEvent, AwsError> {
 
 /// Seconds (a JSON number or numeric string) to whole milliseconds, rounded.
 fn seconds_to_ms(value: &Value) -> Option<i64> {
-    let seconds = match value {
-        Value::Number(n) => {
-            if let Some(whole) = n.as_i64() {
-                return whole.checked_mul(1000);
-            }
-            n.as_f64()?
-        }
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    seconds_f64_to_ms(seconds)
+    match value {
+        Value::Number(n) => seconds_text_to_ms(&n.to_string(), false),
+        Value::String(s) => seconds_text_to_ms(s, true),
+        _ => None,
+    }
+}
+
+/// `approximateArrivalTimestamp`'s text to whole milliseconds: a JSON number (whole seconds
+/// exactly, else read as f64), or the contents of a numeric string (`quoted`; trimmed, read as
+/// f64).
+pub(crate) fn seconds_text_to_ms(text: &str, quoted: bool) -> Option<i64> {
+    let text = if quoted { text.trim() } else { text };
+    if !quoted && let Ok(whole) = text.parse::<i64>() {
+        return whole.checked_mul(1000);
+    }
+    seconds_f64_to_ms(text.parse::<f64>().ok()?)
 }
 
 /// Seconds to whole milliseconds, rounded; `None` when that is not a plausible time.
-pub(crate) fn seconds_f64_to_ms(seconds: f64) -> Option<i64> {
+fn seconds_f64_to_ms(seconds: f64) -> Option<i64> {
     let ms = (seconds * 1000.0).round();
     // i64 covers ±292 million years in ms; anything outside is not a timestamp.
     (ms.is_finite() && ms.abs() < 9.0e15).then_some(ms as i64)
 }
 
-/// Lambda's Kinesis event, decoded with exact arrival times. Use it as the handler's payload
-/// type: `LambdaEvent<ExactKinesisEvent>`.
+/// Lambda's Kinesis event, decoded with exact arrival times: the reference that
+/// [`crate::kinesis_records::KinesisBatch`], the functions' payload type, is tested against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExactKinesisEvent(pub KinesisEvent);
 

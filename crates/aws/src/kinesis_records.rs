@@ -25,11 +25,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::value::RawValue;
 use sluice_core::StreamRecord;
-use sluice_core::decode::json::{JsonError, Scanner, Value, parse_f64};
+use sluice_core::decode::json::{JsonError, Scanner, Value};
 use sluice_core::input::SequenceNumber;
 
 use crate::error::AwsError;
-use crate::kinesis::{UNKNOWN_SHARD, seconds_f64_to_ms, shard_id_of};
+use crate::kinesis::{UNKNOWN_SHARD, seconds_text_to_ms, shard_id_of};
 
 /// A whole Lambda Kinesis event (`{"Records": [...]}`), as the ingest function's payload type:
 /// `LambdaEvent<KinesisBatch>`. Other top-level fields are ignored.
@@ -94,14 +94,6 @@ struct Parsed {
     data: Range<usize>,
 }
 
-/// The `kinesis` object of a record.
-struct Kinesis {
-    sequence_number: SequenceNumber,
-    partition_key: String,
-    arrival_ms: i64,
-    data: Range<usize>,
-}
-
 /// Reads the records of one event.
 #[derive(Default)]
 struct EventReader {
@@ -151,20 +143,18 @@ impl EventReader {
             }
             _ => s.skip_value().map(drop),
         })?;
-        let Some(k) = kinesis else {
+        let Some(kinesis) = kinesis else {
             return Err(self.fail("missing field `kinesis`", s));
         };
         self.parsed.push(Parsed {
             shard_id,
-            sequence_number: k.sequence_number,
-            partition_key: k.partition_key,
-            arrival_ms: k.arrival_ms,
-            data: k.data,
+            ..kinesis
         });
         Ok(())
     }
 
-    fn kinesis(&mut self, s: &mut Scanner<'_>) -> Result<Kinesis, JsonError> {
+    /// The `kinesis` object of a record: everything but its shard, which `eventID` names.
+    fn kinesis(&mut self, s: &mut Scanner<'_>) -> Result<Parsed, JsonError> {
         let (mut data, mut arrival_ms) = (None, None);
         let mut sequence_number = SequenceNumber::default();
         let mut partition_key = String::new();
@@ -186,7 +176,8 @@ impl EventReader {
         let Some(arrival_ms) = arrival_ms else {
             return Err(self.fail("missing field `approximateArrivalTimestamp`", s));
         };
-        Ok(Kinesis {
+        Ok(Parsed {
+            shard_id: None,
             sequence_number,
             partition_key,
             arrival_ms,
@@ -230,11 +221,8 @@ impl EventReader {
     /// to whole milliseconds, read exactly.
     fn arrival_ms(&mut self, s: &mut Scanner<'_>) -> Result<i64, JsonError> {
         let ms = match s.value()? {
-            Value::Num(n) => match n.parse::<i64>() {
-                Ok(seconds) => seconds.checked_mul(1000),
-                Err(_) => parse_f64(n).and_then(seconds_f64_to_ms),
-            },
-            Value::Str(text) => text.trim().parse::<f64>().ok().and_then(seconds_f64_to_ms),
+            Value::Num(n) => seconds_text_to_ms(n, false),
+            Value::Str(text) => seconds_text_to_ms(&text, true),
             _ => None,
         };
         ms.ok_or_else(|| self.fail("approximateArrivalTimestamp is not a time in seconds", s))
