@@ -129,6 +129,23 @@ impl<'a> Scanner<'a> {
         Ok(empty)
     }
 
+    /// Steps past the comma after a member or element (false), or past the object's or array's
+    /// `close` (true).
+    #[inline(always)]
+    fn after_item(&mut self, close: u8, what: &'static str) -> Result<bool, JsonError> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.err(what)),
+        }
+    }
+
     /// Walks an object, calling `field(key, raw_key, scanner)` for each member; the callback must
     /// consume the member's value (with [`Scanner::value`], [`Scanner::skip_value`], or
     /// [`Scanner::object`] for a nested object). `raw_key` is the key's text between its quotes,
@@ -157,13 +174,59 @@ impl<'a> Scanner<'a> {
             let raw_key = &self.src[raw_start..self.pos - 1];
             self.expect(b':', "expected ':' after key")?;
             field(key, raw_key, self)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
+            if self.after_item(b'}', "expected ',' or '}'")? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`Scanner::object`] for objects whose keys repeat from record to record: the key at each
+    /// position is first compared with the one `memo` remembers there, and when it is the same
+    /// the key is neither searched for nor passed to `derive` again; the callback gets the
+    /// value `derive` gave it the first time. Keys with escapes, and keys longer than
+    /// [`MEMO_KEY_MAX`], are always read and derived.
+    pub fn object_memo<T: Copy>(
+        &mut self,
+        depth: usize,
+        memo: &mut KeyMemo<T>,
+        derive: impl Fn(&str) -> T,
+        mut field: impl FnMut(&str, &'a str, T, &mut Scanner<'a>) -> Result<(), JsonError>,
+    ) -> Result<(), JsonError> {
+        if self.open(depth, b'{', b'}')? {
+            return Ok(());
+        }
+        let mut position = 0;
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(self.err("expected a quoted key"));
+            }
+            let raw_start = self.pos + 1;
+            let escaped;
+            let (key, raw_key, value) = match memo.recall(position, self.src, raw_start) {
+                Some((key, value)) => {
+                    self.pos = raw_start + key.len() + 1;
+                    (key, key, value)
                 }
-                _ => return Err(self.err("expected ',' or '}'")),
+                None => {
+                    let (key, value) = match self.plain_string() {
+                        Some(key) => {
+                            let value = derive(key);
+                            memo.remember(position, key, value);
+                            (key, value)
+                        }
+                        None => {
+                            escaped = self.string_with_escapes()?;
+                            (&*escaped, derive(&escaped))
+                        }
+                    };
+                    (key, &self.src[raw_start..self.pos - 1], value)
+                }
+            };
+            self.expect(b':', "expected ':' after key")?;
+            field(key, raw_key, value, self)?;
+            position += 1;
+            if self.after_item(b'}', "expected ',' or '}'")? {
+                return Ok(());
             }
         }
     }
@@ -180,13 +243,8 @@ impl<'a> Scanner<'a> {
         }
         loop {
             element(self)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.err("expected ',' or ']'")),
+            if self.after_item(b']', "expected ',' or ']'")? {
+                return Ok(());
             }
         }
     }
@@ -239,7 +297,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<&'a str, JsonError> {
+    /// Reads the number at the position (which must start with `-` or a digit) as its text.
+    pub fn number(&mut self) -> Result<&'a str, JsonError> {
         let start = self.pos;
         let b = self.bytes();
         while self.pos < b.len()
@@ -404,6 +463,106 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Keys longer than this are not remembered by a [`KeyMemo`].
+pub const MEMO_KEY_MAX: usize = 32;
+/// Members per object a [`KeyMemo`] remembers.
+const MEMO_POSITIONS: usize = 64;
+
+/// The keys of an object's members by position, as [`Scanner::object_memo`] last saw them,
+/// each with what the caller derived from it. Two keys are kept per position (the last two
+/// different ones), so two record shapes taking turns both find their keys.
+#[derive(Debug, Clone)]
+pub struct KeyMemo<T> {
+    slots: Vec<[Option<MemoKey<T>>; 2]>,
+}
+
+impl<T> Default for KeyMemo<T> {
+    fn default() -> Self {
+        Self { slots: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MemoKey<T> {
+    len: u8,
+    text: [u8; MEMO_KEY_MAX],
+    value: T,
+}
+
+impl<T> MemoKey<T> {
+    /// Whether the input at `at` is this key and its closing quote.
+    #[inline(always)]
+    fn is_at(&self, src: &[u8], at: usize) -> bool {
+        let n = usize::from(self.len);
+        src.get(at..=at + n)
+            .is_some_and(|c| c[n] == b'"' && same_short_bytes(&c[..n], &self.text[..n]))
+    }
+}
+
+impl<T: Copy> KeyMemo<T> {
+    /// The key at `position` when the input at `at` (just after its opening quote) is one of
+    /// the remembered keys and its closing quote.
+    #[inline(always)]
+    fn recall<'a>(&self, position: usize, src: &'a str, at: usize) -> Option<(&'a str, T)> {
+        let [first, second] = self.slots.get(position)?;
+        let b = src.as_bytes();
+        let slot = match first {
+            Some(k) if k.is_at(b, at) => k,
+            _ => second.as_ref().filter(|k| k.is_at(b, at))?,
+        };
+        Some((src.get(at..at + usize::from(slot.len))?, slot.value))
+    }
+
+    /// Keeps `key` at `position`, the older of the two remembered there giving way.
+    fn remember(&mut self, position: usize, key: &str, value: T) {
+        if key.len() > MEMO_KEY_MAX || position >= MEMO_POSITIONS {
+            return;
+        }
+        if self.slots.len() <= position {
+            self.slots.resize_with(position + 1, || [None, None]);
+        }
+        let mut text = [0; MEMO_KEY_MAX];
+        text[..key.len()].copy_from_slice(key.as_bytes());
+        let pair = &mut self.slots[position];
+        pair[1] = pair[0].take();
+        pair[0] = Some(MemoKey {
+            len: key.len() as u8,
+            text,
+            value,
+        });
+    }
+}
+
+/// Equality of two short byte strings (keys, names) without a call to `memcmp`: two
+/// (possibly overlapping) loads from each end cover up to 16 bytes, four up to 32.
+#[inline(always)]
+pub fn same_short_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..4 => a == b,
+        4..8 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
+        17..=32 => {
+            word::<8>(a, 0) == word::<8>(b, 0)
+                && word::<8>(a, 8) == word::<8>(b, 8)
+                && word::<8>(a, n - 16) == word::<8>(b, n - 16)
+                && word::<8>(a, n - 8) == word::<8>(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
+/// `N` bytes of `s` from `at` as an integer (the caller checks that they exist).
+#[inline(always)]
+fn word<const N: usize>(s: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf[..N].copy_from_slice(&s[at..at + N]);
+    u64::from_le_bytes(buf)
+}
+
 /// The first `"` or `\\` at or after `from`. Keys and most values are short, so the first bytes
 /// are searched eight at a time in a register (SWAR, no SIMD set-up); the rest of a long string
 /// goes to memchr.
@@ -529,6 +688,84 @@ mod tests {
             assert_eq!(err.map_err(|e| e.what), Err(what), "{bad}");
         }
         Ok(())
+    }
+
+    /// A member as `object_memo` reports it: key, raw key, and the value derived from the key.
+    type Member = (String, String, usize);
+
+    /// The members `object_memo` reports, and how many keys it had to derive a value for.
+    fn memo_fields(
+        src: &str,
+        memo: &mut KeyMemo<usize>,
+    ) -> Result<(Vec<Member>, usize), JsonError> {
+        let derived = std::cell::Cell::new(0);
+        let mut out = Vec::new();
+        Scanner::new(src).object_memo(
+            0,
+            memo,
+            |key| {
+                derived.set(derived.get() + 1);
+                key.len()
+            },
+            |key, raw, len, s| {
+                out.push((key.to_owned(), raw.to_owned(), len));
+                s.skip_value().map(drop)
+            },
+        )?;
+        Ok((out, derived.get()))
+    }
+
+    #[test]
+    fn memo_recalls_keys_of_two_alternating_shapes_and_reads_anything_else() -> Result<(), JsonError>
+    {
+        let mut memo = KeyMemo::default();
+        let (a, b) = (r#"{"ts":1,"msg":"x"}"#, r#"{"level":2,"message":"y"}"#);
+        assert_eq!(memo_fields(a, &mut memo)?.1, 2);
+        assert_eq!(memo_fields(b, &mut memo)?.1, 2);
+        for _ in 0..3 {
+            let (fields, derived) = memo_fields(a, &mut memo)?;
+            assert_eq!(derived, 0, "both keys of {a} recalled");
+            assert_eq!(fields[1], ("msg".into(), "msg".into(), 3));
+            assert_eq!(memo_fields(b, &mut memo)?.1, 0);
+        }
+        // A key that is a prefix of a remembered one, or has it as a prefix, is not it.
+        let (fields, derived) = memo_fields(r#"{"t":1,"msgs":"x"}"#, &mut memo)?;
+        assert_eq!(derived, 2);
+        assert_eq!(fields[0].2, 1);
+        assert_eq!(fields[1].2, 4);
+        // Escaped keys are unescaped and derived every time; the raw key keeps its escapes.
+        for _ in 0..2 {
+            let (fields, derived) = memo_fields(r#"{"m\u0073g":1}"#, &mut memo)?;
+            assert_eq!(derived, 1);
+            assert_eq!(fields[0], ("msg".into(), "m\\u0073g".into(), 3));
+        }
+        // Keys past MEMO_KEY_MAX are never remembered.
+        let long = format!(r#"{{"{}":1}}"#, "k".repeat(MEMO_KEY_MAX + 1));
+        assert_eq!(memo_fields(&long, &mut memo)?.1, 1);
+        assert_eq!(memo_fields(&long, &mut memo)?.1, 1);
+        // A key at the very end of the input is not read past it.
+        assert!(memo_fields(r#"{"ts"#, &mut memo).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn short_byte_strings_differing_in_any_one_byte_are_not_the_same() {
+        for n in 0..=40usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + i as u8).collect();
+            assert!(same_short_bytes(&a, &a.clone()), "length {n}");
+            if n > 0 {
+                assert!(
+                    !same_short_bytes(&a, &a[..n - 1]),
+                    "length {n} against {}",
+                    n - 1
+                );
+            }
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same_short_bytes(&a, &b), "length {n}, byte {i}");
+            }
+        }
     }
 
     #[test]

@@ -8,10 +8,10 @@ pub mod timestamp;
 
 use std::borrow::Cow;
 
-use crate::decode::json::{JsonError, Scanner, Value, parse_f64};
+use crate::decode::json::{JsonError, KeyMemo, Scanner, Value, parse_f64};
 use crate::error::RejectReason;
 use crate::level::Level;
-use aliases::{Container, Field, lookup_in};
+use aliases::{CONTAINER_SLOTS, Container, Field, lookup_in};
 
 /// The canonical fields found in one event. Strings borrow from the input where they can.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -32,10 +32,22 @@ pub struct Fields<'a> {
     pub event_id: Option<Cow<'a, str>>,
 }
 
-/// Builds the `attrs` JSON object text from the fields no canonical column took.
+/// Builds the `attrs` JSON object text from the fields no canonical column took. It also
+/// remembers, for the top level and each container, the keys of the last records and what
+/// they mean ([`KeyMemo`]), so the next record of the same shape skips their lookup.
 #[derive(Debug, Default)]
 pub struct AttrsBuf {
     text: String,
+    keys: [KeyMemo<KeyMeaning>; CONTAINER_SLOTS],
+}
+
+/// What a member's key means, found once per key and position by [`KeyMemo`].
+#[derive(Debug, Clone, Copy)]
+struct KeyMeaning {
+    /// The canonical field the key names inside its object.
+    field: Option<Field>,
+    /// The container it opens when its value is an object (top-level keys only).
+    container: Option<Container>,
 }
 
 impl AttrsBuf {
@@ -116,35 +128,57 @@ fn walk<'a>(
 ) -> Result<(), JsonError> {
     let depth = usize::from(inside.is_some());
     let prefix = inside.map(|c| c.name);
-    scanner.object(depth, |key, raw_key, s| {
-        if inside.is_none()
+    let slot = inside.map_or(0, Container::slot);
+    // Out of `attrs` while the object is walked, which borrows `attrs` for the text.
+    let mut memo = std::mem::take(&mut attrs.keys[slot]);
+    let meaning = |key: &str| KeyMeaning {
+        field: lookup_in(inside, key),
+        container: if inside.is_none() {
+            aliases::container(key)
+        } else {
+            None
+        },
+    };
+    let walked = scanner.object_memo(depth, &mut memo, meaning, |_, raw_key, meaning, s| {
+        if let Some(c) = meaning.container
             && s.peek() == Some(b'{')
-            && let Some(c) = aliases::container(key)
         {
             return walk(s, Some(c), fields, attrs, bad_ts);
         }
-        let Some(field) = lookup_in(inside, key) else {
+        let Some(field) = meaning.field else {
             let raw = s.skip_value()?;
             attrs.push(prefix, raw_key, raw);
             return Ok(());
         };
         let start = s.pos();
-        // The common case first, with the variant known where `take` is inlined: the value
+        // The common cases first, with the variant known where `take` is inlined: the value
         // then never goes through memory.
-        if s.peek() == Some(b'"')
-            && let Some(text) = s.plain_string()
-        {
-            if !take(field, Value::Str(Cow::Borrowed(text)), fields, bad_ts) {
-                attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+        match s.peek() {
+            Some(b'"') => {
+                if let Some(text) = s.plain_string() {
+                    if !take(field, Value::Str(Cow::Borrowed(text)), fields, bad_ts) {
+                        attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+                    }
+                    return Ok(());
+                }
             }
-            return Ok(());
+            Some(b'-' | b'0'..=b'9') => {
+                let text = s.number()?;
+                if !take(field, Value::Num(text), fields, bad_ts) {
+                    attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+                }
+                return Ok(());
+            }
+            _ => {}
         }
         let value = s.value()?;
         if !take(field, value, fields, bad_ts) {
             attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
         }
         Ok(())
-    })
+    });
+    attrs.keys[slot] = memo;
+    walked
 }
 
 /// Stores `value` as `field`; false when the value does not fit (it then goes to `attrs`).
@@ -334,6 +368,29 @@ mod tests {
         let attrs = attrs.expect("unknown field kept");
         let parsed: serde_json::Value = serde_json::from_str(&attrs).expect("attrs is JSON");
         assert_eq!(parsed["http.x\"y"], 1);
+    }
+
+    #[test]
+    fn records_of_alternating_shapes_read_the_same_with_a_reused_buffer() {
+        // One buffer remembers the keys of earlier records; the result must not depend on them.
+        let records = [
+            r#"{"@timestamp":"2024-05-01T12:00:00Z","log.level":"info","message":"a","service":{"name":"api","version":"1"},"tenant":"acme","http":{"status_code":200,"duration_ms":5}}"#,
+            r#"{"tenant":"acme","ts":1714564800000,"level":"warn","msg":"b","service":"web","status":503,"latency_ms":7.5,"cache":"miss"}"#,
+            r#"{"@timestamp":"2024-05-01T12:00:01Z","log.level":"error","message":"c","service":"db","tenant":"acme","http":{"status":"x"}}"#,
+            r#"{"tenant":"acme","ts":"2024-05-01T12:00:02Z","lvl":"debug","msg":"d","service":{"name":"q"},"status":"paid"}"#,
+            r#"{"tenant":"acme","ts":1714564800000,"level":"warn","msg":"e","servic":"x","statu":404,"latency_ms_":1}"#,
+            r#"{"tenan\u0074":"acme","t\u0073":1714564800000,"level":"info","msg":"f","a_key_longer_than_thirty_two_bytes_in_all":1}"#,
+            r#"{"tenant":"acme","ts":1714564800000,"level":"info","msg":"g","a_key_longer_than_thirty_two_bytes_in_all":2}"#,
+        ];
+        let mut reused = AttrsBuf::default();
+        for round in 0..3 {
+            for src in records.iter().cycle().skip(round).take(records.len() * 2) {
+                let want = norm(src);
+                let got = normalize_json(src, &mut reused).expect("valid record");
+                assert_eq!(got, want.0, "{src}");
+                assert_eq!(reused.as_json().map(str::to_owned), want.1, "{src}");
+            }
+        }
     }
 
     #[test]
