@@ -35,9 +35,9 @@ Windows starting in [--from, --to) are replayed in time order through the same s
 limits as in production; the rule's state is carried from one window to the next, and the \
 host's alert lifecycle applies: an alert fires once the rule has returned it for --for \
 windows in a row, repeats after --repeat-minutes, and resolves in the first window without \
-it. Windows with no stored summary (no traffic) are not evaluated, as in production. With \
---tenant-config (a copy of tenants/<T>.toml), the tenant's [rules.<name>] overrides apply \
-as the evaluator applies them.\n\n\
+it. Windows with no stored summary (no traffic) are not evaluated, as in production. The \
+tenant's [rules.<name>] overrides apply as the evaluator applies them, from --tenant-config (a \
+copy of tenants/<T>.toml) or, for a directory, from its own tenants/<T>.toml.\n\n\
 Limitation: metrics keep per-service statistics only, not log patterns, so the rule sees no \
 patterns: pattern rules (like the new-pattern example) never fire in a backtest.";
 
@@ -73,9 +73,14 @@ pub struct BacktestArgs {
     /// The tenant's configuration (a copy of tenants/<tenant>.toml): its [rules.<rule name>]
     /// entry applies as in production, params merged over the manifest's, for_windows and
     /// repeat_interval_minutes (--for and --repeat-minutes still win). Its webhooks and
-    /// silences are not used: the backtest shows what the rule would raise.
+    /// silences are not used: the backtest shows what the rule would raise. Default, when
+    /// --data is a directory: its tenants/<tenant>.toml, if there is one (as `sluice demo`
+    /// writes).
     #[arg(long, value_name = "FILE")]
     tenant_config: Option<PathBuf>,
+    /// Ignore the data directory's tenants/<tenant>.toml: the manifest's params only.
+    #[arg(long, conflicts_with = "tenant_config")]
+    no_tenant_config: bool,
     /// S3 endpoint for s3:// data (moto, LocalStack, MinIO...); default: SLUICE_ENDPOINT_URL,
     /// then the SDK's own settings (AWS_ENDPOINT_URL).
     #[arg(long)]
@@ -83,6 +88,19 @@ pub struct BacktestArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// The tenant configuration to apply: `--tenant-config`, else the data directory's own
+/// `tenants/<tenant>.toml` when there is one and `--no-tenant-config` is not given.
+fn tenant_config_path(args: &BacktestArgs) -> Option<PathBuf> {
+    if args.tenant_config.is_some() || args.no_tenant_config {
+        return args.tenant_config.clone();
+    }
+    match &args.data {
+        Location::Dir(dir) => Some(dir.join("tenants").join(format!("{}.toml", args.tenant)))
+            .filter(|path| path.is_file()),
+        Location::S3 { .. } => None,
+    }
 }
 
 /// The tenant configuration's override for `rule`; a rule the tenant has disabled is refused,
@@ -189,10 +207,21 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let policy = manifest.as_ref().map_or_else(Policy::default, |m| {
         Policy::default().restricted_by(&m.limits)
     });
-    let overrides = match &args.tenant_config {
+    let tenant_config = tenant_config_path(&args);
+    let overrides = match &tenant_config {
         Some(path) => read_override(path, &args.tenant, &rule_name)?,
         None => RuleOverride::default(),
     };
+    if let Some(path) = tenant_config
+        .as_ref()
+        .filter(|_| args.tenant_config.is_none())
+    {
+        eprintln!(
+            "using the tenant configuration {} ([rules.{rule_name}] overrides apply; \
+             --no-tenant-config ignores it)",
+            path.display()
+        );
+    }
     let params = merge_params(&params, &overrides.params)?;
     let mut lifecycle = overrides.lifecycle(LifecycleConfig::default());
     if let Some(n) = args.for_windows {
@@ -298,6 +327,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             "from": ui::time(args.from),
             "to": ui::time(args.to),
             "for_windows": lifecycle.for_windows,
+            "tenant_config": tenant_config.as_ref().map(|p| p.display().to_string()),
             "windows": windows.len(),
             "first_window_start_ms": first,
             "last_window_end_ms": last,

@@ -28,7 +28,8 @@ use crate::report;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Output directory; its `logs/` and `dlq/` are replaced.
+    /// Output directory. What an earlier demo wrote there (logs, dead letters, windows, metrics,
+    /// alerts, tenant configuration) is replaced; rules uploaded to it are kept.
     #[arg(long, short, default_value = "sluice-data")]
     out: PathBuf,
     /// How many records of traffic to generate (spread over the last hour).
@@ -375,27 +376,31 @@ impl AlertLog {
                     continue;
                 }
                 let label = |k: &str| a.labels.get(k).map_or("", String::as_str);
-                let when = if firing { &a.starts_at } else { &a.ends_at };
+                let clock = |t: &'_ str| t.get(11..16).unwrap_or(t).to_owned();
                 let summary = a.annotations.get("summary").map_or("", String::as_str);
-                // A resolved alert carries the summary of its last firing evaluation (as
-                // Alertmanager's do): say so, or "error rate 22% above 10%" reads as current.
-                let (arrow, summary) = if firing {
-                    ("  >> FIRING  ", summary.to_owned())
-                } else {
-                    ("  << RESOLVED", format!("{summary} when last firing"))
-                };
-                say(
-                    progress,
-                    format!(
-                        "{arrow} {} {:<8} [{}] {}: {summary}  (at {}, signed: {})",
-                        label("severity"),
-                        label("tenant"),
-                        label("alertname"),
-                        label("key"),
-                        when.get(11..16).unwrap_or(when),
-                        if r.signature_valid { "ok" } else { "INVALID" },
-                    ),
+                let signed = if r.signature_valid { "ok" } else { "INVALID" };
+                let alert = format!(
+                    "{} {:<8} [{}] {}",
+                    label("severity"),
+                    label("tenant"),
+                    label("alertname"),
+                    label("key"),
                 );
+                // `startsAt` is when the rule first returned the alert (a `for` later it fires);
+                // a resolved alert carries the summary of its last firing evaluation, as
+                // Alertmanager's do, so it is shown as that and not as the current state.
+                let line = if firing {
+                    format!(
+                        "  >> FIRING   {alert}: {summary}  (since {}, signed: {signed})",
+                        clock(&a.starts_at)
+                    )
+                } else {
+                    format!(
+                        "  << RESOLVED {alert}  (at {}; last firing: {summary}; signed: {signed})",
+                        clock(&a.ends_at)
+                    )
+                };
+                say(progress, line);
             }
         }
     }
@@ -414,18 +419,21 @@ async fn count_objects(store: &LocalDirStore) -> anyhow::Result<BTreeMap<String,
     Ok(counts)
 }
 
-/// Removes what an earlier demo wrote (`logs/`, `dlq/`), refusing to touch other directories.
+/// What the demo writes and replaces on every run: the evaluator's position and alert state
+/// among them, or a second run would take the first one's windows as already evaluated.
+const REPLACED_PREFIXES: [&str; 6] = ["logs", "dlq", "windows", "metrics", "alerts", "tenants"];
+
+/// Removes what an earlier demo wrote ([`REPLACED_PREFIXES`]; uploaded rules and their compiled
+/// cache stay), refusing to touch a directory with anything else in it.
 fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
     if !out.exists() {
         return Ok(());
     }
-    let known = [
-        "logs", "dlq", "windows", "metrics", "alerts", "rules", "compiled", "tenants",
-    ];
     for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        if !known.iter().any(|k| name == *k) {
+        let known = REPLACED_PREFIXES.iter().chain(&["rules", "compiled"]);
+        if !known.into_iter().any(|k| name == *k) {
             anyhow::bail!(
                 "{} contains {:?}, which sluice did not write; choose an empty or sluice-only --out",
                 out.display(),
@@ -433,7 +441,7 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    for prefix in ["logs", "dlq"] {
+    for prefix in REPLACED_PREFIXES {
         let dir = out.join(prefix);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -443,18 +451,33 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
 }
 
 fn print_next_steps(out: &Path) {
+    // `cargo xtask demo` puts DuckDB and pyarrow in this venv (`$SLUICE_VENV` when set); a bare
+    // `python3` may have neither.
+    let venv = std::env::var_os("SLUICE_VENV")
+        .map_or_else(|| PathBuf::from(".sluice/venv"), PathBuf::from)
+        .join("bin/python");
+    let python = if venv.is_file() {
+        venv.display().to_string()
+    } else {
+        "python3".to_owned()
+    };
     let glob = format!("{}/logs/**/*.parquet", out.display());
     println!("\nQuery the result with DuckDB:");
     println!(
-        "  duckdb -c \"SELECT tenant, service, count(*) AS n, count(*) FILTER (WHERE http_status >= 500) AS e5xx, \
-         round(quantile_cont(latency_ms, 0.99), 1) AS p99_ms FROM read_parquet('{glob}', hive_partitioning = true) \
-         GROUP BY ALL ORDER BY e5xx DESC LIMIT 5\""
+        "  {python} -c \"import duckdb; duckdb.sql(\\\"SELECT tenant, service, count(*) AS n, \
+         count(*) FILTER (WHERE http_status >= 500) AS e5xx, round(quantile_cont(latency_ms, 0.99), 1) AS p99_ms \
+         FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL ORDER BY e5xx DESC LIMIT 5\\\").show()\""
     );
     println!("or pyarrow:");
     println!(
-        "  python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/logs', partitioning='hive').to_table().num_rows)\"",
+        "  {python} -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/logs', partitioning='hive').to_table().num_rows)\"",
         out.display()
     );
+    if !venv.is_file() {
+        println!(
+            "  (both need `pip install duckdb pyarrow`; `cargo xtask demo` sets up .sluice/venv with them)"
+        );
+    }
     println!(
         "Rejected records, with their reasons: {}/dlq/ (gzip NDJSON)",
         out.display()

@@ -104,13 +104,36 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         println!("{}", report::ingest_json(&total, elapsed));
     } else {
         println!("{}", report::ingest_summary(&total, elapsed));
-        println!(
-            "Parquet under {}/logs/, rejected records under {}/dlq/",
-            args.out.display(),
+        let out = args.out.display();
+        match (total.rows, total.rejected_total()) {
+            (0, 0) => println!("No records in the input."),
+            (0, _) => println!("No rows written; rejected records under {out}/dlq/"),
+            (_, 0) => println!("Parquet under {out}/logs/"),
+            _ => println!("Parquet under {out}/logs/, rejected records under {out}/dlq/"),
+        }
+    }
+    if let Some(hint) = rejection_hint(&total, &args.partition_key) {
+        eprintln!("hint: {hint}");
+    }
+    if total.rows == 0 && total.rejected_total() > 0 {
+        anyhow::bail!(
+            "every record was rejected ({}); their reasons are in {}/dlq/",
+            total.rejected_total(),
             args.out.display()
         );
     }
     Ok(())
+}
+
+/// What to try when records were rejected for a reason a flag can fix.
+fn rejection_hint(stats: &IngestStats, partition_key: &str) -> Option<String> {
+    let untenanted = stats.rejected.get("no_tenant").copied().unwrap_or(0);
+    (untenanted > 0 && partition_key.is_empty()).then(|| {
+        format!(
+            "{untenanted} records had no tenant field: give the tenant (and service) of the \
+             whole input with --partition-key TENANT/SERVICE"
+        )
+    })
 }
 
 fn progress_bar(total_bytes: Option<u64>, hidden: bool) -> ProgressBar {

@@ -225,6 +225,32 @@ fn rules_upload_to_a_directory_registers_and_precompiles_accepted_rules_only() {
     assert_eq!(artifacts, 1, "only the accepted rule is precompiled");
 }
 
+#[test]
+fn demo_run_again_into_the_same_directory_shows_the_incident_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("demo");
+    let rules = support::wasm_dir();
+    let demo = || {
+        last_json(&ok(&run(sluice()
+            .args(["demo", "--records", "20000", "--tenants", "1", "--json"])
+            .arg("--out")
+            .arg(&data)
+            .arg("--rules-dir")
+            .arg(&rules))))
+    };
+    let first = demo();
+    assert!(first["alerts_firing"].as_u64() > Some(0), "{first}");
+    let second = demo();
+    for key in [
+        "windows_evaluated",
+        "alerts_firing",
+        "alerts_resolved",
+        "rows",
+    ] {
+        assert_eq!(second[key], first[key], "{key}: {second}");
+    }
+}
+
 /// The demo's metrics for one tenant, and a threshold rule's manifest for its checkout service.
 struct BacktestFixture {
     dir: tempfile::TempDir,
@@ -300,6 +326,41 @@ fn first_firing_ms(result: &serde_json::Value) -> Option<i64> {
 }
 
 #[test]
+fn ingest_fails_when_every_record_is_rejected_and_says_how_to_give_a_tenant() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("app.log");
+    std::fs::write(&input, "{\"message\":\"no tenant\"}\nplain text line\n").expect("input");
+    let data = dir.path().join("data");
+    let ingest = |extra: &[&str]| {
+        run(sluice()
+            .arg("ingest")
+            .arg("-i")
+            .arg(&input)
+            .arg("-o")
+            .arg(&data)
+            .args(extra))
+    };
+    let (stdout, stderr) = fails(&ingest(&[]));
+    assert!(stdout.contains("No rows written"), "{stdout}");
+    assert!(
+        !stdout.contains("/logs/"),
+        "no Parquet to point at: {stdout}"
+    );
+    assert!(stderr.contains("every record was rejected (2)"), "{stderr}");
+    assert!(
+        stderr.contains("2 records had no tenant field") && stderr.contains("--partition-key"),
+        "{stderr}"
+    );
+    assert!(data.join("dlq").is_dir());
+
+    // With the tenant given, both records are stored and no hint is printed.
+    let out = ingest(&["--partition-key", "acme/app", "--json"]);
+    let stdout = ok(&out);
+    assert_eq!(last_json(&stdout)["rows"], 2, "{stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hint"));
+}
+
+#[test]
 fn backtest_fires_and_resolves_around_the_demo_incident() {
     let demo = BacktestFixture::new();
     let result = last_json(&ok(&demo.backtest(&["--for", "2", "--json"], None)));
@@ -346,6 +407,29 @@ fn backtest_fires_and_resolves_around_the_demo_incident() {
     ] {
         assert!(table.contains(text), "no {text:?} in\n{table}");
     }
+}
+
+#[test]
+fn backtest_applies_the_data_directorys_own_tenant_configuration_unless_told_not_to() {
+    let demo = BacktestFixture::new();
+    let own = demo.data.join("tenants").join("acme.toml");
+    let mut text = std::fs::read_to_string(&own).expect("the demo writes the tenant's config");
+    text.push_str("\n[rules.checkout-errors]\nfor_windows = 3\n");
+    std::fs::write(&own, text).expect("tenant config");
+
+    let out = demo.backtest(&["--json"], None);
+    let result = last_json(&ok(&out));
+    assert_eq!(result["for_windows"], 3, "{result}");
+    assert_eq!(result["tenant_config"], own.display().to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("using the tenant configuration"),
+        "{stderr}"
+    );
+
+    let ignored = last_json(&ok(&demo.backtest(&["--json", "--no-tenant-config"], None)));
+    assert_eq!(ignored["for_windows"], 1, "{ignored}");
+    assert_eq!(ignored["tenant_config"], serde_json::Value::Null);
 }
 
 #[test]
