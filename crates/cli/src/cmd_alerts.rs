@@ -37,12 +37,13 @@ data bucket and the rules bucket.\n\n\
 Exits non-zero when some notifications still fail.";
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "bucket"])))]
 pub struct RedriveArgs {
     /// Only this tenant's notifications (default: every tenant's).
     #[arg(long)]
     tenant: Option<String>,
     /// A local directory holding both data and rules (the embedded default).
-    #[arg(long, conflicts_with_all = ["bucket", "rules_bucket"], required_unless_present = "bucket")]
+    #[arg(long, conflicts_with_all = ["bucket", "rules_bucket"])]
     dir: Option<PathBuf>,
     /// The data bucket (alerts/undelivered/).
     #[arg(long, requires = "rules_bucket")]

@@ -15,8 +15,11 @@ use crate::report;
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
     /// Input file with one record per line (NDJSON or text); `-` reads stdin.
-    #[arg(long, short)]
-    input: PathBuf,
+    #[arg(value_name = "INPUT", required_unless_present = "input")]
+    input_file: Option<PathBuf>,
+    /// The input, as a flag (the same as INPUT).
+    #[arg(long, short, value_name = "INPUT", conflicts_with = "input_file")]
+    input: Option<PathBuf>,
     /// Output directory (same key layout as the S3 data bucket).
     #[arg(long, short, default_value = "sluice-data")]
     out: PathBuf,
@@ -47,15 +50,19 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         ..IngestConfig::default()
     });
     let store = LocalDirStore::new(&args.out);
-    let (reader, total_bytes): (Box<dyn std::io::Read>, Option<u64>) =
-        if args.input.as_os_str() == "-" {
-            (Box::new(std::io::stdin().lock()), None)
-        } else {
-            let file = std::fs::File::open(&args.input)
-                .with_context(|| format!("opening {}", args.input.display()))?;
-            let len = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), len)
-        };
+    let input = args
+        .input
+        .clone()
+        .or_else(|| args.input_file.clone())
+        .context("no input given")?;
+    let (reader, total_bytes): (Box<dyn std::io::Read>, Option<u64>) = if input.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let file =
+            std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), len)
+    };
     let progress = progress_bar(total_bytes, args.json);
     let started = Instant::now();
     let mut total = IngestStats::default();

@@ -24,8 +24,8 @@ schedule, calling the functions in-process.
 The endpoint comes from --endpoint, else SLUICE_ENDPOINT_URL or AWS_ENDPOINT_URL; with none,
 it is real AWS with the usual credential chain.
 
-  cargo xtask emulator up          # moto on 127.0.0.1
-  export AWS_ENDPOINT_URL=http://127.0.0.1:5055 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  eval \"$(cargo xtask emulator up)\"  # moto on a free port of 127.0.0.1; exports AWS_ENDPOINT_URL
+                                   # and dummy credentials
   sluice local up --shards 2
   sluice local run --until-idle    # or leave it running; Ctrl-C stops it cleanly";
 

@@ -331,10 +331,10 @@ fn ingest_fails_when_every_record_is_rejected_and_says_how_to_give_a_tenant() {
     let input = dir.path().join("app.log");
     std::fs::write(&input, "{\"message\":\"no tenant\"}\nplain text line\n").expect("input");
     let data = dir.path().join("data");
+    // The input as an argument, as `agent` takes its files (other tests give it with -i).
     let ingest = |extra: &[&str]| {
         run(sluice()
             .arg("ingest")
-            .arg("-i")
             .arg(&input)
             .arg("-o")
             .arg(&data)

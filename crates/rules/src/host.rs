@@ -146,6 +146,11 @@ impl Host {
                 limit: self.config.max_module_bytes,
             });
         }
+        if !wasm.starts_with(b"\0asm") {
+            return Err(RuleError::Compile(
+                "the file is not WebAssembly (it does not start with \\0asm); give the .wasm that `sluice rules build` prints".into(),
+            ));
+        }
         if is_core_module(wasm) {
             return Err(RuleError::Compile(
                 "this is a core module; build the rule with `cargo build --target wasm32-wasip2`, which produces a component".into(),
@@ -436,6 +441,16 @@ mod tests {
         let host = Host::new(EngineConfig::default()).expect("host");
         let err = host.load(b"\0asm\x0d\0\x01\0garbage").expect_err("garbage");
         assert_eq!(err.code(), "compile");
+    }
+
+    #[test]
+    fn a_file_that_is_not_webassembly_is_named_as_such_in_one_line() {
+        let host = Host::new(EngineConfig::default()).expect("host");
+        let err = host.load(b"garbage line\n").expect_err("not wasm");
+        assert_eq!(err.code(), "compile");
+        let text = err.to_string();
+        assert!(text.contains("not WebAssembly"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
     }
 
     #[test]
