@@ -4,7 +4,7 @@
 //! speed.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -66,6 +66,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .join("wasm32-wasip2")
         .join("release");
 
+    // A Python with pyarrow and DuckDB, found first so that the demo's query hints name it.
+    let python = if args.no_python {
+        None
+    } else {
+        match venv::ensure_venv() {
+            Ok(v) => Some(v.python()),
+            Err(e) => {
+                note(format!("could not set up the Python venv ({e:#})"));
+                system_python_with_readers()
+            }
+        }
+    };
     let mut cmd = Command::new(crate::test::build_dev_sluice()?);
     cmd.args(["demo", "--out"])
         .arg(&out)
@@ -74,20 +86,12 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     if let Some(n) = args.records {
         cmd.args(["--records", &n.to_string()]);
     }
+    if let Some(python) = &python {
+        cmd.env("SLUICE_PYTHON", python);
+    }
     cmd.args(&args.extra);
     util::run(&mut cmd)?;
 
-    if args.no_python {
-        print_queries(&out);
-        return Ok(());
-    }
-    let python = match venv::ensure_venv() {
-        Ok(v) => Some(v.python()),
-        Err(e) => {
-            note(format!("could not set up the Python venv ({e:#})"));
-            system_python_with_readers()
-        }
-    };
     match &python {
         Some(python) => {
             eprintln!();
@@ -98,10 +102,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
                     .arg(&out),
             )?;
         }
-        None => {
+        None if !args.no_python => {
             note("no Python with pyarrow and duckdb available; skipping the read-back");
-            print_queries(&out);
         }
+        None => {}
     }
     Ok(())
 }
@@ -110,28 +114,4 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 fn system_python_with_readers() -> Option<PathBuf> {
     let ok = util::succeeds(Command::new("python3").args(["-c", "import duckdb, pyarrow"]));
     ok.then(|| PathBuf::from("python3"))
-}
-
-/// Prints one-liners the user can run against the output.
-fn print_queries(out: &Path) {
-    let python = format!("{}/bin/python", venv::tools_dir().display());
-    eprintln!();
-    eprintln!("(`cargo xtask venv` creates {python} with pyarrow and duckdb.)");
-    let logs = out.join("logs");
-    let logs = logs.display();
-    eprintln!();
-    eprintln!("Query the output yourself (Hive-partitioned Parquet under {logs}):");
-    eprintln!(
-        "  {python} -c \"import duckdb; duckdb.sql(\\\"SELECT tenant, level, count(*) AS n \
-         FROM read_parquet('{logs}/**/*.parquet', hive_partitioning=true) \
-         GROUP BY ALL ORDER BY ALL\\\").show()\""
-    );
-    eprintln!(
-        "  {python} -c \"import pyarrow.dataset as ds, pyarrow.compute as pc; \
-         t = ds.dataset('{logs}', format='parquet').to_table(); print(t.num_rows, 'rows'); \
-         print(pc.value_counts(t['tenant'].cast('string')).to_pylist())\""
-    );
-    eprintln!(
-        "  duckdb -c \"SELECT * FROM read_parquet('{logs}/**/*.parquet', hive_partitioning=true) LIMIT 5\"   # with the DuckDB CLI"
-    );
 }

@@ -451,16 +451,12 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
 }
 
 fn print_next_steps(out: &Path) {
-    // `cargo xtask demo` puts DuckDB and pyarrow in this venv (`$SLUICE_VENV` when set); a bare
+    // `cargo xtask demo` names its venv's Python, which has DuckDB and pyarrow; a bare
     // `python3` may have neither.
-    let venv = std::env::var_os("SLUICE_VENV")
-        .map_or_else(|| PathBuf::from(".sluice/venv"), PathBuf::from)
-        .join("bin/python");
-    let python = if venv.is_file() {
-        venv.display().to_string()
-    } else {
-        "python3".to_owned()
-    };
+    let venv_python = std::env::var_os("SLUICE_PYTHON").map(PathBuf::from);
+    let python = venv_python
+        .as_ref()
+        .map_or_else(|| "python3".to_owned(), |p| p.display().to_string());
     let glob = format!("{}/logs/**/*.parquet", out.display());
     println!("\nQuery the result with DuckDB:");
     println!(
@@ -473,9 +469,9 @@ fn print_next_steps(out: &Path) {
         "  {python} -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/logs', partitioning='hive').to_table().num_rows)\"",
         out.display()
     );
-    if !venv.is_file() {
+    if venv_python.is_none() {
         println!(
-            "  (both need `pip install duckdb pyarrow`; `cargo xtask demo` sets up .sluice/venv with them)"
+            "  (both need duckdb and pyarrow: `cargo xtask venv` sets up a venv with them and prints its python)"
         );
     }
     println!(

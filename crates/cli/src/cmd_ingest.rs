@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_core::{IngestConfig, IngestPipeline, IngestStats, LocalDirStore, StreamRecord};
+use sluice_core::{
+    IngestConfig, IngestPipeline, IngestStats, LocalDirStore, RejectReason, StreamRecord,
+};
 
 use crate::line_reader::LineReader;
 use crate::report;
@@ -52,14 +54,14 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
     let store = LocalDirStore::new(&args.out);
     let input = args
         .input
-        .clone()
-        .or_else(|| args.input_file.clone())
+        .as_deref()
+        .or(args.input_file.as_deref())
         .context("no input given")?;
     let (reader, total_bytes): (Box<dyn std::io::Read>, Option<u64>) = if input.as_os_str() == "-" {
         (Box::new(std::io::stdin().lock()), None)
     } else {
         let file =
-            std::fs::File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+            std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(file), len)
     };
@@ -134,7 +136,11 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
 
 /// What to try when records were rejected for a reason a flag can fix.
 fn rejection_hint(stats: &IngestStats, partition_key: &str) -> Option<String> {
-    let untenanted = stats.rejected.get("no_tenant").copied().unwrap_or(0);
+    let untenanted = stats
+        .rejected
+        .get(RejectReason::NoTenant.kind())
+        .copied()
+        .unwrap_or(0);
     (untenanted > 0 && partition_key.is_empty()).then(|| {
         format!(
             "{untenanted} records had no tenant field: give the tenant (and service) of the \
