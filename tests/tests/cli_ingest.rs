@@ -1,5 +1,6 @@
-//! `sluice ingest` as a user runs it: NDJSON piped on stdin, read in blocks and cut into several
-//! batches, into a directory laid out like the data bucket. The rows are read back with pyarrow
+//! `sluice ingest` as a user runs it: NDJSON piped on stdin (read in blocks) or in a file (mapped,
+//! or read with `--no-mmap`), cut into several batches, into a directory laid out like the data
+//! bucket. The rows are read back with pyarrow
 //! and DuckDB, and the rejected line is found in the dead-letter prefix.
 
 use std::collections::BTreeSet;
@@ -67,6 +68,42 @@ fn ingest_from_stdin_stores_every_line_across_batches_and_dead_letters_the_bad_o
     writer
         .join()
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))??;
+    check_ingested(&out, &data)
+}
+
+#[test]
+fn ingest_of_a_file_stores_the_same_whether_mapped_or_read() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("input.ndjson");
+    std::fs::write(&file, input())?;
+    let mut objects = Vec::new();
+    for mode in [None, Some("--no-mmap")] {
+        let data = dir.path().join(format!("data{}", objects.len()));
+        let out = Command::new(sluice_binary()?)
+            .arg("ingest")
+            .arg(&file)
+            .args(["--batch-size", "1000", "--json"])
+            .args(mode)
+            .arg("--out")
+            .arg(&data)
+            .output()
+            .context("running sluice ingest")?;
+        check_ingested(&out, &data).with_context(|| format!("reading with {mode:?}"))?;
+        let mut keys: Vec<PathBuf> = partition_files(&data.join("logs/tenant=acme"))?
+            .iter()
+            .filter_map(|f| f.strip_prefix(&data).ok().map(Path::to_path_buf))
+            .collect();
+        keys.sort();
+        objects.push(keys);
+    }
+    assert!(!objects[0].is_empty());
+    assert_eq!(objects[0], objects[1], "the same objects either way");
+    Ok(())
+}
+
+/// What every way of ingesting [`input`] must leave: the report, each good line once as a row,
+/// and the bad line in the dead-letter prefix.
+fn check_ingested(out: &std::process::Output, data: &Path) -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.success(), "sluice ingest failed: {stderr}");
 
@@ -80,8 +117,8 @@ fn ingest_from_stdin_stores_every_line_across_batches_and_dead_letters_the_bad_o
     assert_eq!(report["rows"], GOOD as u64);
     assert_eq!(report["rejected"]["no_tenant"], 1, "{report}");
 
-    verify_parquet(&data, GOOD as u64)?;
-    let messages: BTreeSet<String> = parquet_rows(&data, &["message"])?
+    verify_parquet(data, GOOD as u64)?;
+    let messages: BTreeSet<String> = parquet_rows(data, &["message"])?
         .iter()
         .filter_map(|row| row["message"].as_str().map(str::to_owned))
         .collect();

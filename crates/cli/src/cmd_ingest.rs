@@ -1,7 +1,7 @@
 //! `sluice ingest`: the ingest core over a file or stdin, one record per line, into a directory
 //! laid out exactly like the data bucket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +37,10 @@ pub struct IngestArgs {
     /// Accept event times up to this many hours older than now.
     #[arg(long, default_value_t = 720)]
     max_past_hours: i64,
+    /// Read the input file with read(2) instead of mapping it into memory. Mapping saves a copy
+    /// of every byte, but a file that another process truncates meanwhile kills sluice (SIGBUS).
+    #[arg(long)]
+    no_mmap: bool,
     /// Print one JSON object with the figures instead of tables.
     #[arg(long)]
     json: bool,
@@ -57,18 +61,10 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         .as_deref()
         .or(args.input_file.as_deref())
         .context("no input given")?;
-    let (reader, total_bytes): (Box<dyn std::io::Read>, Option<u64>) = if input.as_os_str() == "-" {
-        (Box::new(std::io::stdin().lock()), None)
-    } else {
-        let file =
-            std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
-        let len = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), len)
-    };
+    let (mut lines, total_bytes) = open_input(input, args.no_mmap)?;
     let progress = progress_bar(total_bytes, args.json);
     let started = Instant::now();
     let mut total = IngestStats::default();
-    let mut lines = LineReader::new(reader);
     let shard: Arc<str> = args.shard.as_str().into();
     let mut line_no: u64 = 0;
     loop {
@@ -132,6 +128,26 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+type InputLines = LineReader<Box<dyn std::io::Read>>;
+
+/// Lines of the input: a regular file is mapped (unless `no_mmap`), anything else is read.
+fn open_input(input: &Path, no_mmap: bool) -> anyhow::Result<(InputLines, Option<u64>)> {
+    if input.as_os_str() == "-" {
+        return Ok((LineReader::new(Box::new(std::io::stdin().lock())), None));
+    }
+    let file =
+        std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading the metadata of {}", input.display()))?;
+    let lines = if meta.is_file() && !no_mmap {
+        LineReader::mapped(file).with_context(|| format!("mapping {}", input.display()))?
+    } else {
+        LineReader::new(Box::new(file) as Box<dyn std::io::Read>)
+    };
+    Ok((lines, meta.is_file().then_some(meta.len())))
 }
 
 /// What to try when records were rejected for a reason a flag can fix.
