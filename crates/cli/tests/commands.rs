@@ -381,8 +381,8 @@ fn backtest_fires_and_resolves_around_the_demo_incident() {
         })
         .collect();
     // The incident runs from minute 35 to 45 of the demo's hour; `for` 2 fires at the end of
-    // its second window, and the first window without it resolves. In between, a window back
-    // from warning to critical is a repeat (an escalation).
+    // its second window, and the first window without it resolves. In between, a window whose
+    // severity differs from the one before (warning, critical) is a repeat.
     let (repeats, transitions): (Vec<_>, Vec<_>) = transitions
         .into_iter()
         .partition(|(kind, _)| kind == "repeat");

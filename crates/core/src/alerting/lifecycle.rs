@@ -1,5 +1,7 @@
 //! The alert lifecycle, kept by the host for every rule: pending for `for` windows, then firing,
-//! notified again every repeat interval, resolved when the rule stops producing it.
+//! notified again every repeat interval and whenever its severity changes (up or down: the
+//! on-call must not be left believing an alert is still critical), resolved when the rule stops
+//! producing it.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +33,7 @@ impl Default for LifecycleConfig {
 pub enum TransitionKind {
     /// Started firing.
     Firing,
-    /// Still firing, repeat interval elapsed.
+    /// Still firing: the repeat interval elapsed, or the severity changed.
     Repeat,
     Resolved,
 }
@@ -80,7 +82,7 @@ pub fn apply(
         record.value = alert.value;
         record.title.clone_from(&alert.title);
         record.description.clone_from(&alert.description);
-        let escalated = alert.severity > record.severity;
+        let severity_changed = alert.severity != record.severity;
         record.severity = alert.severity;
         match record.status {
             AlertStatus::Pending | AlertStatus::Resolved
@@ -95,7 +97,7 @@ pub fn apply(
                 });
             }
             AlertStatus::Firing
-                if escalated
+                if severity_changed
                     || record
                         .last_notified_ms
                         .is_none_or(|t| window_end_ms - t >= config.repeat_interval_ms) =>
@@ -203,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn repeats_after_the_interval_and_on_escalation() {
+    fn repeats_after_the_interval_and_whenever_the_severity_changes() {
         let config = LifecycleConfig {
             for_windows: 1,
             repeat_interval_ms: 5 * MIN,
@@ -265,6 +267,18 @@ mod tests {
             )),
             vec![TransitionKind::Repeat]
         );
+        // Back down to warning: notified at once, with the new severity.
+        let down = apply(
+            &mut alerts,
+            "acme",
+            "r",
+            config,
+            &[alert("k", Severity::Warning)],
+            9 * MIN,
+        );
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].kind, TransitionKind::Repeat);
+        assert_eq!(down[0].alert.severity, Severity::Warning);
     }
 
     #[test]
