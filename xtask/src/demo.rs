@@ -3,11 +3,10 @@
 //! tests reuse the build); the profile optimises the hot path, so the pipeline runs at release
 //! speed.
 
-use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::util::{self, note};
 use crate::venv;
@@ -32,17 +31,9 @@ pub struct DemoArgs {
 pub fn run(args: &DemoArgs) -> Result<()> {
     let out = match &args.out {
         Some(dir) => util::absolute(dir)?,
-        None => {
-            let dir = util::repo_root().join("sluice-data");
-            if dir.exists() {
-                note(format!(
-                    "removing the previous demo output in {}",
-                    dir.display()
-                ));
-                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            }
-            dir
-        }
+        // `sluice demo` replaces what an earlier demo wrote there and keeps the rules a user
+        // uploaded (`sluice rules upload` defaults to the same directory).
+        None => util::repo_root().join("sluice-data"),
     };
 
     // The example rules the demo installs, as WebAssembly components.
