@@ -74,10 +74,28 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("Error: {e:?}");
+            eprint!("{}", error_report(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, laid out as anyhow's `{:?}` does but without the stack backtrace
+/// anyhow adds when `RUST_BACKTRACE` is set: a user's mistake (a missing file, a bad flag) is
+/// not a bug, and panics still get their backtrace.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut report = format!("Error: {e}\n");
+    let causes: Vec<String> = e.chain().skip(1).map(ToString::to_string).collect();
+    if !causes.is_empty() {
+        report.push_str("\nCaused by:\n");
+    }
+    for (i, cause) in causes.iter().enumerate() {
+        match causes.len() {
+            1 => report.push_str(&format!("    {cause}\n")),
+            _ => report.push_str(&format!("    {i}: {cause}\n")),
+        }
+    }
+    report
 }
 
 fn run() -> anyhow::Result<()> {

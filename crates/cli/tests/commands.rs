@@ -326,6 +326,24 @@ fn first_firing_ms(result: &serde_json::Value) -> Option<i64> {
 }
 
 #[test]
+fn errors_show_their_causes_without_a_backtrace_even_with_rust_backtrace_set() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.ndjson");
+    let (_, stderr) = fails(&run(sluice()
+        .env("RUST_BACKTRACE", "1")
+        .arg("ingest")
+        .arg(&missing)
+        .arg("-o")
+        .arg(dir.path().join("data"))));
+    assert!(
+        stderr.starts_with(&format!("Error: opening {}", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Caused by:\n    No such file"), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
 fn ingest_fails_when_every_record_is_rejected_and_says_how_to_give_a_tenant() {
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("app.log");
