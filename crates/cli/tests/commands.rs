@@ -326,6 +326,24 @@ fn first_firing_ms(result: &serde_json::Value) -> Option<i64> {
 }
 
 #[test]
+fn ingest_reads_a_file_that_reports_length_zero_but_has_content() {
+    // Files under /proc have a length of 0 and content all the same: they cannot be mapped.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = ok(&run(sluice()
+        .args([
+            "ingest",
+            "/proc/self/status",
+            "--partition-key",
+            "acme/host",
+            "--json",
+        ])
+        .arg("-o")
+        .arg(dir.path().join("data"))));
+    let report: serde_json::Value = last_json(&out);
+    assert!(report["rows"].as_u64().unwrap_or(0) > 10, "{report}");
+}
+
+#[test]
 fn errors_show_their_causes_without_a_backtrace_even_with_rust_backtrace_set() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("missing.ndjson");
