@@ -144,7 +144,7 @@ fn open_input(input: &Path, no_mmap: bool) -> anyhow::Result<(InputLines, Option
         .with_context(|| format!("reading the metadata of {}", input.display()))?;
     // A regular file of length 0 may still have content to read (`/proc`, `/sys`).
     let lines = if meta.is_file() && meta.len() > 0 && !no_mmap {
-        LineReader::mapped(file).with_context(|| format!("mapping {}", input.display()))?
+        LineReader::mapped(file, meta.len())
     } else {
         LineReader::new(Box::new(file) as Box<dyn std::io::Read>)
     };

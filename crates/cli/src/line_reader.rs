@@ -59,21 +59,18 @@ impl<R: Read> LineReader<R> {
         )
     }
 
-    /// Lines of a regular file, mapped into memory a window at a time.
+    /// The first `len` bytes (the file's length, from the caller's metadata) of a regular file,
+    /// mapped into memory a window at a time.
     ///
     /// Another process truncating the file while it is mapped makes the next access to the lost
     /// pages fail with `SIGBUS`, as with any tool that maps its input; read such files with
     /// [`LineReader::new`] instead.
-    pub fn mapped(file: File) -> io::Result<Self> {
-        Self::mapped_with_window(file, BLOCK)
+    pub fn mapped(file: File, len: u64) -> Self {
+        Self::mapped_with_window(file, len, BLOCK)
     }
 
-    pub fn mapped_with_window(file: File, window: usize) -> io::Result<Self> {
-        let len = file.metadata()?.len();
-        Ok(Self::from_source(
-            Source::Mapped { file, len, end: 0 },
-            window,
-        ))
+    pub fn mapped_with_window(file: File, len: u64, window: usize) -> Self {
+        Self::from_source(Source::Mapped { file, len, end: 0 }, window)
     }
 
     fn from_source(source: Source<R>, block: usize) -> Self {
@@ -196,13 +193,16 @@ fn map_window(file: &File, start: u64, stop: u64) -> io::Result<Bytes> {
 mod tests {
     use super::*;
 
-    fn lines(input: &str, block: usize) -> io::Result<Vec<String>> {
-        let mut reader = LineReader::with_block_size(input.as_bytes(), block);
+    fn all_lines<R: Read>(mut reader: LineReader<R>) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         while let Some(line) = reader.next_line()? {
             out.push(String::from_utf8_lossy(&line).into_owned());
         }
         Ok(out)
+    }
+
+    fn lines(input: &str, block: usize) -> io::Result<Vec<String>> {
+        all_lines(LineReader::with_block_size(input.as_bytes(), block))
     }
 
     #[test]
@@ -221,12 +221,10 @@ mod tests {
     fn mapped_lines(input: &str, window: usize) -> io::Result<Vec<String>> {
         let mut file = tempfile::tempfile()?;
         std::io::Write::write_all(&mut file, input.as_bytes())?;
-        let mut reader = LineReader::<io::Empty>::mapped_with_window(file, window)?;
-        let mut out = Vec::new();
-        while let Some(line) = reader.next_line()? {
-            out.push(String::from_utf8_lossy(&line).into_owned());
-        }
-        Ok(out)
+        let len = input.len() as u64;
+        all_lines(LineReader::<io::Empty>::mapped_with_window(
+            file, len, window,
+        ))
     }
 
     #[test]
