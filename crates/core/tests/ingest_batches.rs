@@ -323,6 +323,29 @@ fn rejects_every_bad_kind_with_its_reason_and_keeps_the_rest() {
 }
 
 #[test]
+fn not_utf8_reason_gives_the_offset_of_the_first_bad_byte() {
+    // Valid multi-byte text well past a SIMD block, then a lone continuation byte.
+    let mut long = r#"{"msg":""#.as_bytes().to_vec();
+    long.extend("héllo wörld ✓ ".repeat(20).as_bytes());
+    let bad_at = long.len();
+    long.extend([0x80, b'"', b'}']);
+    let batch = encode(&[
+        record(1, "acme/api", long),
+        record(2, "acme/api", vec![0xc3]),
+        record(3, "acme/api", r#"{"msg":"fine ✓"}"#),
+    ]);
+    assert_eq!(batch.stats.rows, 1, "the valid record is stored");
+    let reasons: Vec<String> = dead_letters(&batch).into_iter().map(|l| l.reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            format!("not UTF-8: invalid byte at offset {bad_at}"),
+            "not UTF-8: invalid byte at offset 0".to_owned(),
+        ]
+    );
+}
+
+#[test]
 fn one_bad_line_in_a_record_rejects_only_that_line() {
     let batch = encode(&[record(
         1,

@@ -169,12 +169,14 @@ impl Decoder {
         sink: &mut impl EventSink,
         whole_record: bool,
     ) {
-        let text = match std::str::from_utf8(data) {
+        // The SIMD check only says yes or no; std's finds where a bad record goes wrong.
+        let text = match simdutf8::basic::from_utf8(data) {
             Ok(text) => text,
-            Err(e) => {
-                let reason = RejectReason::NotUtf8 {
-                    offset: e.valid_up_to(),
-                };
+            Err(_) => {
+                let offset = std::str::from_utf8(data)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                let reason = RejectReason::NotUtf8 { offset };
                 let index = (!whole_record).then_some(*sub);
                 *sub += 1;
                 return sink.reject(index, reason, data);
