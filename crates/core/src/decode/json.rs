@@ -301,16 +301,16 @@ impl<'a> Scanner<'a> {
     pub fn number(&mut self) -> Result<&'a str, JsonError> {
         let start = self.pos;
         let b = self.bytes();
-        while self.pos < b.len()
-            && matches!(b[self.pos], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-        {
-            self.pos += 1;
+        let mut end = start;
+        while b.get(end).is_some_and(|&c| NUMBER_BYTES[usize::from(c)]) {
+            end += 1;
         }
-        let text = self.slice_from(start);
-        if text == "-" || text.ends_with(['.', 'e', 'E', '+', '-']) {
+        self.pos = end;
+        // A number ends in a digit (which also rules out a lone `-` and an empty text).
+        if end == start || !b[end - 1].is_ascii_digit() {
             return Err(self.err("invalid number"));
         }
-        Ok(text)
+        Ok(self.slice_from(start))
     }
 
     /// Skips a string, escapes included, leaving the position after its closing quote.
@@ -591,6 +591,22 @@ fn find_quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
     memchr::memchr2(b'"', b'\\', b.get(i..)?).map(|off| i + off)
 }
 
+/// The bytes a JSON number's text is made of, as a table: one load per byte.
+static NUMBER_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        table[c as usize] = true;
+        c += 1;
+    }
+    table[b'-' as usize] = true;
+    table[b'+' as usize] = true;
+    table[b'.' as usize] = true;
+    table[b'e' as usize] = true;
+    table[b'E' as usize] = true;
+    table
+};
+
 /// Parses a JSON number's text as f64 (exactly, like `str::parse`).
 pub fn parse_f64(text: &str) -> Option<f64> {
     lexical_core::parse::<f64>(text.as_bytes()).ok()
@@ -666,6 +682,29 @@ mod tests {
         ] {
             assert!(fields(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn numbers_keep_their_text_and_must_end_in_a_digit() -> Result<(), JsonError> {
+        for good in [
+            "0",
+            "-7",
+            "61.957",
+            "1e5",
+            "-1.5E+3",
+            "2e-8",
+            "1700000000123",
+        ] {
+            let text = format!(r#"{{"n":{good},"x":1}}"#);
+            let f = fields(&text)?;
+            assert_eq!(f[0].1, Value::Num(good), "{good}");
+        }
+        for bad in ["-", "1.", "2e", "3E+", "4e-", "-."] {
+            let text = format!(r#"{{"n":{bad}}}"#);
+            let err = fields(&text).expect_err(bad);
+            assert!(err.to_string().contains("invalid number"), "{bad}: {err}");
+        }
+        Ok(())
     }
 
     #[test]
