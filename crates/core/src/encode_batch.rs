@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::columns::{ColumnBuilder, Origin, Row};
 use crate::dead_letter::{self, DeadLetter};
 use crate::decode::cloudwatch::CloudWatchMapping;
+use crate::decode::json::same_short_bytes;
 use crate::decode::{DecodeLimits, Decoder, EventDefaults, EventSink};
 use crate::error::{CoreError, RejectReason};
 use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
@@ -71,6 +72,12 @@ struct Group {
     builder: ColumnBuilder,
 }
 
+impl Group {
+    fn is(&self, tenant: &str, hour: i64) -> bool {
+        self.hour == hour && same_short_bytes(self.tenant.as_bytes(), tenant.as_bytes())
+    }
+}
+
 struct BatchSink<'b> {
     config: &'b IngestConfig,
     record: &'b StreamRecord,
@@ -89,13 +96,9 @@ impl BatchSink<'_> {
         let hit = self
             .groups
             .get(self.last_group)
-            .is_some_and(|g| g.hour == hour && g.tenant == tenant);
+            .is_some_and(|g| g.is(tenant, hour));
         if !hit {
-            self.last_group = match self
-                .groups
-                .iter()
-                .position(|g| g.hour == hour && g.tenant == tenant)
-            {
+            self.last_group = match self.groups.iter().position(|g| g.is(tenant, hour)) {
                 Some(i) => i,
                 None => {
                     self.groups.push(Group {

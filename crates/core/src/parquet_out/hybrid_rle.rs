@@ -60,20 +60,20 @@ fn pack<T: Copy + Into<u32>>(values: &[T], padded_len: usize, bit_width: u8, out
 /// last byte is padded with zeros.
 pub fn pack_bits(values: impl Iterator<Item = u64>, width: u8, out: &mut Vec<u8>) {
     let width = u32::from(width);
+    // Fewer than 64 bits wait in `acc` between values, so a value of up to 64 bits fits above
+    // them; whole words go out eight bytes at a time.
     let mut acc: u128 = 0;
     let mut bits: u32 = 0;
     for v in values {
         acc |= u128::from(v) << bits;
         bits += width;
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
         }
     }
-    if bits > 0 {
-        out.push(acc as u8);
-    }
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits.div_ceil(8) as usize]);
 }
 
 fn put_value(out: &mut Vec<u8>, value: u32, bit_width: u8) {

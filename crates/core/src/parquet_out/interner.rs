@@ -4,6 +4,12 @@
 
 use std::sync::LazyLock;
 
+// Values are mostly short: compared in registers, without a call to `memcmp`.
+use crate::decode::json::same_short_bytes;
+
+/// Values [`Interner::build_if_repeating`] interns before it judges whether they repeat.
+pub const REPEAT_SAMPLE: usize = 512;
+
 /// Dictionary indices for one column, and where each entry's PLAIN bytes are in the data.
 #[derive(Debug, Default)]
 pub struct Interner {
@@ -20,6 +26,19 @@ impl Interner {
     /// Interns the PLAIN-encoded `data` (the values of non-null rows, in order). Stops and
     /// returns `false` as soon as the dictionary passes `limit` bytes.
     pub fn build(&mut self, data: &[u8], limit: usize) -> bool {
+        self.build_with(data, limit, false)
+    }
+
+    /// [`Interner::build`] for a column that is worth a dictionary only when its values
+    /// repeat: also stops, and returns `false`, when more than half of the values are
+    /// distinct. That is decided after the first [`REPEAT_SAMPLE`] values (and at the end of a
+    /// shorter column), so a column of unique values costs that many hashes and no more. An
+    /// empty column (nulls only) gets no dictionary either.
+    pub fn build_if_repeating(&mut self, data: &[u8], limit: usize) -> bool {
+        self.build_with(data, limit, true)
+    }
+
+    fn build_with(&mut self, data: &[u8], limit: usize, repeating: bool) -> bool {
         self.entries.clear();
         self.indices.clear();
         self.dictionary_bytes = 0;
@@ -40,17 +59,23 @@ impl Interner {
             let end = at + 4 + len;
             let value = &data[at + 4..end];
             let index = match last {
-                Some((previous, index)) if previous == value => index,
+                Some((previous, index)) if same_short_bytes(previous, value) => index,
                 _ => self.intern(data, at, end),
             };
             last = Some((value, index));
             self.indices.push(index);
-            if self.dictionary_bytes > limit {
+            if self.dictionary_bytes > limit
+                || (repeating && self.indices.len() >= REPEAT_SAMPLE && self.mostly_distinct())
+            {
                 return false;
             }
             at = end;
         }
-        true
+        !(repeating && (self.indices.is_empty() || self.mostly_distinct()))
+    }
+
+    fn mostly_distinct(&self) -> bool {
+        self.entries.len() * 2 > self.indices.len()
     }
 
     fn intern(&mut self, data: &[u8], start: usize, end: usize) -> u32 {
@@ -67,7 +92,7 @@ impl Interner {
             let index = entry - 1;
             if c == check {
                 let (s, e) = self.entries[index as usize];
-                if data[s + 4..e] == *value {
+                if same_short_bytes(&data[s + 4..e], value) {
                     return index;
                 }
             }
@@ -96,6 +121,82 @@ impl Interner {
             self.slots[slot] = ((hash >> 32) as u32, index as u32 + 1);
         }
     }
+}
+
+/// Builds the dictionary of a column of 64-bit numbers (doubles, by their bits: `-0.0` and
+/// `0.0` stay apart, as do NaN payloads) when its values repeat, under the same rule as
+/// [`Interner::build_if_repeating`].
+#[derive(Debug, Default)]
+pub struct BitsInterner {
+    /// `index + 1` per slot, 0 meaning empty; a power of two long.
+    slots: Vec<u32>,
+    pub entries: Vec<u64>,
+    pub indices: Vec<u32>,
+}
+
+impl BitsInterner {
+    /// Interns `values`; `false` as soon as more than half of them are distinct (judged after
+    /// [`REPEAT_SAMPLE`] values, or at the end of a shorter column).
+    pub fn build_if_repeating(&mut self, values: impl ExactSizeIterator<Item = u64>) -> bool {
+        self.entries.clear();
+        self.indices.clear();
+        // Sized for the sample's worst case; grown past it.
+        let size = (values.len().min(2 * REPEAT_SAMPLE) * 2).next_power_of_two();
+        if self.slots.len() == size {
+            self.slots.fill(0);
+        } else {
+            self.slots = vec![0; size];
+        }
+        let mut last: Option<(u64, u32)> = None;
+        for value in values {
+            let index = match last {
+                Some((previous, index)) if previous == value => index,
+                _ => self.intern(value),
+            };
+            last = Some((value, index));
+            self.indices.push(index);
+            if self.indices.len() >= REPEAT_SAMPLE && self.mostly_distinct() {
+                return false;
+            }
+        }
+        !self.indices.is_empty() && !self.mostly_distinct()
+    }
+
+    fn mostly_distinct(&self) -> bool {
+        self.entries.len() * 2 > self.indices.len()
+    }
+
+    fn intern(&mut self, value: u64) -> u32 {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash_bits(value) as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => break,
+                entry if self.entries[entry as usize - 1] == value => return entry - 1,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+        let index = self.entries.len() as u32;
+        self.entries.push(value);
+        self.slots[slot] = index + 1;
+        if self.entries.len() * 2 > self.slots.len() {
+            let size = self.slots.len() * 2;
+            self.slots = vec![0; size];
+            for (i, &v) in self.entries.iter().enumerate() {
+                let mut slot = hash_bits(v) as usize & (size - 1);
+                while self.slots[slot] != 0 {
+                    slot = (slot + 1) & (size - 1);
+                }
+                self.slots[slot] = i as u32 + 1;
+            }
+        }
+        index
+    }
+}
+
+fn hash_bits(v: u64) -> u64 {
+    let h = (v ^ *HASH_KEY).wrapping_mul(K);
+    h ^ (h >> 29)
 }
 
 /// A per-process key, so that the values a tenant sends cannot be chosen to collide.
@@ -201,6 +302,64 @@ mod tests {
         assert!(interner.build(&plain(&values), usize::MAX));
         assert_eq!(interner.indices, [0, 0, 0, 1, 1, 0, 2, 2, 1, 3, 3, 0]);
         assert_eq!(interner.entries.len(), 4);
+    }
+
+    #[test]
+    fn keeps_a_free_text_dictionary_only_while_values_repeat() {
+        let mut interner = Interner::default();
+        // Unique values: given up once the sample is in, without interning the rest.
+        let unique: Vec<String> = (0..10 * REPEAT_SAMPLE)
+            .map(|i| format!("GET /orders/{i}"))
+            .collect();
+        let refs: Vec<&str> = unique.iter().map(String::as_str).collect();
+        assert!(!interner.build_if_repeating(&plain(&refs), usize::MAX));
+        assert_eq!(interner.indices.len(), REPEAT_SAMPLE);
+        // A column shorter than the sample is judged at its end.
+        assert!(!interner.build_if_repeating(&plain(&refs[..100]), usize::MAX));
+        // Fourteen values taking turns, and each value three times, keep their dictionary.
+        let tiers: Vec<String> = (0..5000)
+            .map(|i| format!(r#"{{"tier":"t{}"}}"#, i % 14))
+            .collect();
+        let refs: Vec<&str> = tiers.iter().map(String::as_str).collect();
+        assert!(interner.build_if_repeating(&plain(&refs), usize::MAX));
+        assert_eq!(interner.entries.len(), 14);
+        assert_eq!(interner.indices.len(), 5000);
+        let thirds: Vec<String> = (0..2000).map(|i| format!("v{}", i / 3)).collect();
+        let refs: Vec<&str> = thirds.iter().map(String::as_str).collect();
+        assert!(interner.build_if_repeating(&plain(&refs), usize::MAX));
+        assert_eq!(interner.entries.len(), 667);
+        // More than half distinct after the sample: given up part way.
+        let mut mixed: Vec<String> = (0..2 * REPEAT_SAMPLE)
+            .map(|i| format!("r{}", i % 2))
+            .collect();
+        mixed.extend((0..4 * REPEAT_SAMPLE).map(|i| format!("u{i}")));
+        let refs: Vec<&str> = mixed.iter().map(String::as_str).collect();
+        assert!(!interner.build_if_repeating(&plain(&refs), usize::MAX));
+        assert!(interner.build(&plain(&refs), usize::MAX), "build keeps it");
+    }
+
+    #[test]
+    fn numbers_get_a_dictionary_only_while_they_repeat() {
+        let mut interner = BitsInterner::default();
+        let latencies: Vec<f64> = (0..3000).map(|i| f64::from(i % 100) * 1.5).collect();
+        assert!(interner.build_if_repeating(latencies.iter().map(|v| v.to_bits())));
+        assert_eq!(interner.entries.len(), 100);
+        for (v, &index) in latencies.iter().zip(&interner.indices) {
+            assert_eq!(interner.entries[index as usize], v.to_bits());
+        }
+        // Zeros of both signs and NaNs keep their bits.
+        let odd = [0.0, -0.0, f64::NAN, 0.0, -0.0, f64::NAN];
+        assert!(interner.build_if_repeating(odd.iter().map(|v| v.to_bits())));
+        assert_eq!(interner.indices, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(interner.entries[1], (-0.0f64).to_bits());
+        let unique: Vec<f64> = (0..5000).map(|i| f64::from(i) / 7.0).collect();
+        assert!(!interner.build_if_repeating(unique.iter().map(|v| v.to_bits())));
+        assert_eq!(interner.indices.len(), REPEAT_SAMPLE);
+        assert!(!interner.build_if_repeating([1u64, 2, 3].into_iter()));
+        assert!(
+            !interner.build_if_repeating(std::iter::empty()),
+            "a column of nulls only is written PLAIN"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The Parquet writers, tuned as DESIGN.md §6 measured.
 //!
 //! - [`LogFileWriter`] writes log rows straight from a [`crate::columns::ColumnBuilder`]: zstd,
-//!   dictionaries only for the low-cardinality columns, delta-encoded timestamps, no
-//!   statistics on free text and ids, one row group per file.
+//!   dictionaries for the low-cardinality columns and for free text, ids and latencies
+//!   whose values repeat, prefix-coded event ids, delta-encoded timestamps, no statistics on
+//!   free text and ids, one row group per file.
 //! - [`encode`] writes any Arrow batch (the window metrics) through parquet-rs's Arrow writer.
 
 mod delta;
