@@ -257,9 +257,23 @@ pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
 /// with `_key` (the object's key relative to `dir`) added. Timestamps come back as integer ms
 /// since the epoch. Rows are in file order, then row order.
 pub fn parquet_rows(dir: &Path, columns: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    rows_read_by("pyarrow", dir, columns)
+}
+
+/// [`parquet_rows`], read by DuckDB instead (`read_parquet`, one file at a time, rows in file
+/// order): a second, independent decoder of every value.
+pub fn duckdb_rows(dir: &Path, columns: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
+    rows_read_by("duckdb", dir, columns)
+}
+
+fn rows_read_by(
+    reader: &str,
+    dir: &Path,
+    columns: &[&str],
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let dir_arg = dir.to_str().context("non-UTF-8 temp dir")?;
     let cols = columns.join(",");
-    let out = run_python(ROW_READER, &[dir_arg, &cols])?;
+    let out = run_python(ROW_READER, &[dir_arg, &cols, reader])?;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out)
         .with_context(|| format!("python printed something other than JSON: {out}"))?;
     Ok(rows)
@@ -270,11 +284,18 @@ import glob, json, os, sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-root, cols = sys.argv[1], sys.argv[2].split(",")
+root, cols, reader = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 rows = []
 for f in sorted(glob.glob(os.path.join(root, "logs", "**", "*.parquet"), recursive=True)):
     key = os.path.relpath(f, root).replace(os.sep, "/")
-    table = pq.ParquetFile(f).read(columns=cols)
+    if reader == "duckdb":
+        import duckdb
+        quoted = ", ".join('"' + c + '"' for c in cols)
+        table = duckdb.connect().execute(
+            f"SELECT {quoted} FROM read_parquet(?)", [f]
+        ).to_arrow_table()
+    else:
+        table = pq.ParquetFile(f).read(columns=cols)
     for i, field in enumerate(table.schema):
         if pa.types.is_timestamp(field.type):
             # Timestamps as integer ms since the epoch, so Rust compares exact values.

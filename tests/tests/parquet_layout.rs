@@ -13,7 +13,7 @@ use sluice_core::columns::{COLUMNS, ColumnBuilder, Origin, Row};
 use sluice_core::level::Level;
 use sluice_core::normalize::Fields;
 use sluice_core::parquet_out::LogFileWriter;
-use sluice_e2e::{parquet_rows, verify_parquet};
+use sluice_e2e::{duckdb_rows, parquet_rows, verify_parquet};
 
 const ROWS: usize = 45_000;
 
@@ -140,20 +140,28 @@ fn log_files_read_back_exactly_with_pyarrow_and_duckdb() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let expected = write_file(dir.path(), text)?;
         verify_parquet(dir.path(), ROWS as u64)?;
-        let rows = parquet_rows(dir.path(), &COLUMNS)?;
-        ensure!(
-            rows.len() == ROWS,
-            "{text:?}: {} rows read back",
-            rows.len()
-        );
-        for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
-            for column in COLUMNS {
-                let (g, w) = (&got[column], &want[column]);
-                let same = match (g.as_f64(), w.as_f64()) {
-                    (Some(a), Some(b)) if column == "latency_ms" => a == b,
-                    _ => g == w,
-                };
-                ensure!(same, "{text:?}, row {i}, {column}: read {g}, wrote {w}");
+        // Both readers decode every value: dictionaries, prefix-coded ids, nulls.
+        for (reader, rows) in [
+            ("pyarrow", parquet_rows(dir.path(), &COLUMNS)?),
+            ("DuckDB", duckdb_rows(dir.path(), &COLUMNS)?),
+        ] {
+            ensure!(
+                rows.len() == ROWS,
+                "{text:?}: {reader} read {} rows",
+                rows.len()
+            );
+            for (i, (got, want)) in rows.iter().zip(&expected).enumerate() {
+                for column in COLUMNS {
+                    let (g, w) = (&got[column], &want[column]);
+                    let same = match (g.as_f64(), w.as_f64()) {
+                        (Some(a), Some(b)) if column == "latency_ms" => a == b,
+                        _ => g == w,
+                    };
+                    ensure!(
+                        same,
+                        "{text:?}, {reader}, row {i}, {column}: read {g}, wrote {w}"
+                    );
+                }
             }
         }
     }
