@@ -10,6 +10,17 @@ use crate::decode::json::same_short_bytes;
 /// Values [`Interner::build_if_repeating`] interns before it judges whether they repeat.
 pub const REPEAT_SAMPLE: usize = 512;
 
+/// The repeat rule, part way through a column: at least [`REPEAT_SAMPLE`] of its `values`
+/// interned, and more than half of them distinct (`entries`).
+fn sample_is_mostly_distinct(entries: usize, values: usize) -> bool {
+    values >= REPEAT_SAMPLE && !repeats(entries, values)
+}
+
+/// The repeat rule for a whole column: some values, at most half of them distinct.
+fn repeats(entries: usize, values: usize) -> bool {
+    values > 0 && entries * 2 <= values
+}
+
 /// Dictionary indices for one column, and where each entry's PLAIN bytes are in the data.
 #[derive(Debug, Default)]
 pub struct Interner {
@@ -65,17 +76,13 @@ impl Interner {
             last = Some((value, index));
             self.indices.push(index);
             if self.dictionary_bytes > limit
-                || (repeating && self.indices.len() >= REPEAT_SAMPLE && self.mostly_distinct())
+                || (repeating && sample_is_mostly_distinct(self.entries.len(), self.indices.len()))
             {
                 return false;
             }
             at = end;
         }
-        !(repeating && (self.indices.is_empty() || self.mostly_distinct()))
-    }
-
-    fn mostly_distinct(&self) -> bool {
-        self.entries.len() * 2 > self.indices.len()
+        !repeating || repeats(self.entries.len(), self.indices.len())
     }
 
     fn intern(&mut self, data: &[u8], start: usize, end: usize) -> u32 {
@@ -155,15 +162,11 @@ impl BitsInterner {
             };
             last = Some((value, index));
             self.indices.push(index);
-            if self.indices.len() >= REPEAT_SAMPLE && self.mostly_distinct() {
+            if sample_is_mostly_distinct(self.entries.len(), self.indices.len()) {
                 return false;
             }
         }
-        !self.indices.is_empty() && !self.mostly_distinct()
-    }
-
-    fn mostly_distinct(&self) -> bool {
-        self.entries.len() * 2 > self.indices.len()
+        repeats(self.entries.len(), self.indices.len())
     }
 
     fn intern(&mut self, value: u64) -> u32 {
@@ -213,7 +216,8 @@ fn mix(h: u64, word: u64) -> u64 {
     (h ^ word).wrapping_mul(K).rotate_left(29)
 }
 
-fn word(v: &[u8], at: usize) -> u64 {
+/// The eight bytes of `v` from `at`, little-endian (the caller checks that they exist).
+pub(super) fn word(v: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&v[at..at + 8]);
     u64::from_le_bytes(w)

@@ -28,7 +28,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
-use super::interner::{BitsInterner, Interner};
+use super::interner::{BitsInterner, Interner, word};
 use super::{delta, hybrid_rle};
 use crate::columns::{
     self, ColumnBuilder, Nullable, PlainStrings, patch_len, put_plain, value_len,
@@ -601,8 +601,7 @@ fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut at = 0;
     while at + 8 <= n {
-        let x = u64::from_le_bytes(word(&a[at..at + 8]));
-        let y = u64::from_le_bytes(word(&b[at..at + 8]));
+        let (x, y) = (word(a, at), word(b, at));
         if x != y {
             return at + ((x ^ y).trailing_zeros() / 8) as usize;
         }
@@ -613,12 +612,6 @@ fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
         .zip(&b[at..n])
         .take_while(|(x, y)| x == y)
         .count()
-}
-
-fn word(bytes: &[u8]) -> [u8; 8] {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(bytes);
-    w
 }
 
 /// Min and max ignoring NaN, with zeros signed as parquet-rs writes them.
