@@ -133,3 +133,28 @@ fn check_ingested(out: &std::process::Output, data: &Path) -> anyhow::Result<()>
     assert_eq!(raw, BAD_LINE.as_bytes());
     Ok(())
 }
+
+#[test]
+fn ingest_reads_on_past_a_batch_of_blank_lines() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("input.ndjson");
+    let good = r#"{"tenant":"acme","service":"api","msg":"after the blanks"}"#;
+    std::fs::write(&file, format!("\n  \n\t\n\n{good}\n{good}\n{good}\n"))?;
+    let data = dir.path().join("data");
+    let out = Command::new(sluice_binary()?)
+        .arg("ingest")
+        .arg(&file)
+        .args(["--batch-size", "2", "--json", "--out"])
+        .arg(&data)
+        .output()
+        .context("running sluice ingest")?;
+    ensure!(
+        out.status.success(),
+        "sluice ingest failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["rows"], 3, "{report}");
+    verify_parquet(&data, 3)?;
+    Ok(())
+}

@@ -2,13 +2,13 @@
 //! laid out exactly like the data bucket.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::{
-    IngestConfig, IngestPipeline, IngestStats, LocalDirStore, RejectReason, StreamRecord,
+    IngestConfig, IngestPipeline, IngestStats, LocalDirStore, RejectReason,
+    input::{RecordRef, SequenceCounter},
 };
 
 use crate::line_reader::LineReader;
@@ -65,43 +65,49 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
     let progress = progress_bar(total_bytes, args.json);
     let started = Instant::now();
     let mut total = IngestStats::default();
-    let shard: Arc<str> = args.shard.as_str().into();
-    let mut line_no: u64 = 0;
+    // Each line's sequence number is its line number.
+    let mut line_no = SequenceCounter::default();
     loop {
         let now = report::now_ms();
-        let mut batch = Vec::with_capacity(args.batch_size.min(1 << 20));
+        // Each record is decoded as soon as its line is found, while its bytes are in cache.
+        let mut batch = pipeline.begin(now, args.batch_size);
         let mut batch_bytes = 0;
+        let mut at_end = false;
         for _ in 0..args.batch_size.max(1) {
             let Some(data) = lines.next_line().context("reading input")? else {
+                at_end = true;
                 break;
             };
-            line_no += 1;
+            let sequence_number = line_no.advance();
             batch_bytes += data.len() as u64 + 1;
             if data.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            batch.push(StreamRecord {
-                shard_id: Arc::clone(&shard),
-                sequence_number: sluice_core::input::sequence_number(u128::from(line_no)),
-                partition_key: args.partition_key.clone(),
+            batch.push(RecordRef {
+                shard_id: &args.shard,
+                sequence_number,
+                partition_key: &args.partition_key,
                 arrival_ms: now,
                 data,
             });
         }
         progress.inc(batch_bytes);
-        if batch.is_empty() {
+        // A batch of blank lines only is skipped, not taken for the end of the input.
+        if batch.records() > 0 {
+            let outcome = runtime.block_on(pipeline.store(&store, batch));
+            if let Some(from) = outcome.retry_from {
+                anyhow::bail!(
+                    "writing to {} failed (batch from line {from}): {}",
+                    args.out.display(),
+                    outcome.errors.join("; ")
+                );
+            }
+            total.absorb(&outcome.stats);
+            progress.set_message(format!("{} rows", report::count(total.rows)));
+        }
+        if at_end {
             break;
         }
-        let outcome = runtime.block_on(pipeline.process(&store, &batch, now));
-        if let Some(from) = outcome.retry_from {
-            anyhow::bail!(
-                "writing to {} failed (batch from line {from}): {}",
-                args.out.display(),
-                outcome.errors.join("; ")
-            );
-        }
-        total.absorb(&outcome.stats);
-        progress.set_message(format!("{} rows", report::count(total.rows)));
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();

@@ -13,10 +13,10 @@ use bytes::Bytes;
 use crate::decode::{Decoder, EventDefaults, EventSink};
 use crate::encode_batch::IngestConfig;
 use crate::error::{CoreError, RejectReason};
-use crate::input::StreamRecord;
+use crate::input::{RecordRef, StreamRecord};
 use crate::normalize::Fields;
 use crate::partition;
-use crate::resolve::{reference_ms, resolve};
+use crate::resolve::resolve;
 use crate::store::BlobStore;
 use crate::window::{AggEvent, TenantWindow, WindowAggregator};
 
@@ -31,7 +31,7 @@ pub struct AggregateStats {
 
 struct AggregateSink<'b> {
     config: &'b IngestConfig,
-    record: &'b StreamRecord,
+    record: RecordRef<'b>,
     reference_ms: i64,
     aggregator: &'b mut WindowAggregator,
     stats: &'b mut AggregateStats,
@@ -84,8 +84,8 @@ pub fn aggregate_records(
         stats.records += 1;
         let mut sink = AggregateSink {
             config,
-            record,
-            reference_ms: reference_ms(record, now_ms),
+            record: record.view(),
+            reference_ms: record.view().reference_ms(now_ms),
             aggregator,
             stats: &mut stats,
         };

@@ -31,7 +31,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(
-        record: &crate::input::StreamRecord,
+        record: crate::input::RecordRef<'_>,
         sub_sequence: Option<u32>,
         reason: &RejectReason,
         data: &[u8],
@@ -40,7 +40,7 @@ impl DeadLetter {
             shard_id: record.shard_id.to_string(),
             sequence_number: record.sequence_number.to_string(),
             sub_sequence,
-            partition_key: record.partition_key.clone(),
+            partition_key: record.partition_key.to_owned(),
             arrival_ms: record.arrival_ms,
             reason_kind: reason.kind().to_owned(),
             reason: reason.to_string(),
@@ -94,7 +94,7 @@ mod tests {
             data: vec![0xff, 0xfe].into(),
         };
         let letter = DeadLetter::new(
-            &record,
+            record.view(),
             None,
             &RejectReason::NotUtf8 { offset: 0 },
             &record.data,

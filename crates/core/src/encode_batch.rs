@@ -12,11 +12,11 @@ use crate::decode::json::same_short_bytes;
 use crate::decode::{DecodeLimits, Decoder, EventDefaults, EventSink};
 use crate::error::{CoreError, RejectReason};
 use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
-use crate::input::StreamRecord;
+use crate::input::{RecordRef, StreamRecord};
 use crate::normalize::Fields;
 use crate::parquet_out::{LogFileWriter, ParquetOptions};
 use crate::partition;
-use crate::resolve::{reference_ms, resolve};
+use crate::resolve::resolve;
 
 /// Everything the ingest path can be tuned with.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Group {
 
 struct BatchSink<'b> {
     config: &'b IngestConfig,
-    record: &'b StreamRecord,
+    record: RecordRef<'b>,
     reference_ms: i64,
     groups: &'b mut Vec<Group>,
     last_group: usize,
@@ -142,8 +142,8 @@ impl EventSink for BatchSink<'_> {
             attrs,
             event_id: fields.event_id.as_deref().or(defaults.event_id),
             origin: Origin {
-                shard_id: &self.record.shard_id,
-                sequence_number: &self.record.sequence_number,
+                shard_id: self.record.shard_id,
+                sequence_number: self.record.sequence_number,
                 sub_index: sub,
             },
         };
@@ -190,83 +190,177 @@ pub fn encode_batch_with(
     now_ms: i64,
     scratch: &mut EncodeScratch,
 ) -> Result<EncodedBatch, CoreError> {
-    let mut stats = IngestStats::default();
-    let Some(first) = records.first() else {
-        return Ok(EncodedBatch {
-            objects: Vec::new(),
-            stats,
-        });
-    };
-    let mut decoder = Decoder::new(config.limits.clone(), config.cloudwatch.clone());
-    let mut groups: Vec<Group> = Vec::new();
-    let mut letters = Vec::new();
-    let mut last_group = 0;
-    let rows_hint = rows_hint(records.len());
+    let mut encoder = BatchEncoder::new(config, now_ms, records.len(), std::mem::take(scratch));
     for record in records {
-        stats.records += 1;
-        stats.bytes_in += record.data.len() as u64;
-        let arrival = reference_ms(record, now_ms);
-        stats.oldest_arrival_ms = Some(stats.oldest_arrival_ms.map_or(arrival, |o| o.min(arrival)));
-        let mut sink = BatchSink {
+        encoder.push(record.view());
+    }
+    let (encoded, used) = encoder.finish();
+    *scratch = used;
+    encoded
+}
+
+/// The first record of a batch, which names the batch's objects.
+struct First {
+    shard_id: String,
+    sequence_number: String,
+    arrival_ms: i64,
+}
+
+/// Encodes a batch one record at a time, for a caller that produces records as it goes (the
+/// CLI's line reader): each record is decoded while its bytes are still in the CPU cache,
+/// instead of in a second pass over a batch that outgrew the cache. The objects are the same as
+/// [`encode_batch`] makes from the same records.
+pub struct BatchEncoder<'c> {
+    config: &'c IngestConfig,
+    now_ms: i64,
+    scratch: EncodeScratch,
+    decoder: Decoder,
+    groups: Vec<Group>,
+    letters: Vec<DeadLetter>,
+    last_group: usize,
+    rows_hint: usize,
+    stats: IngestStats,
+    first: Option<First>,
+}
+
+impl std::fmt::Debug for BatchEncoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchEncoder")
+            .field("records", &self.stats.records)
+            .field("groups", &self.groups.len())
+            .field("dead_letters", &self.letters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> BatchEncoder<'c> {
+    /// An encoder for a batch of about `expected_records` records (it sizes new column builders
+    /// by it), reusing what an earlier batch left in `scratch`.
+    pub fn new(
+        config: &'c IngestConfig,
+        now_ms: i64,
+        expected_records: usize,
+        scratch: EncodeScratch,
+    ) -> Self {
+        Self {
             config,
-            record,
-            reference_ms: arrival,
-            groups: &mut groups,
-            last_group,
-            rows_hint,
-            letters: &mut letters,
-            rejected: &mut stats.rejected,
-            spare: &mut scratch.builders,
-        };
-        decoder.decode(&record.data, &mut sink);
-        last_group = sink.last_group;
+            now_ms,
+            scratch,
+            decoder: Decoder::new(config.limits.clone(), config.cloudwatch.clone()),
+            groups: Vec::new(),
+            letters: Vec::new(),
+            last_group: 0,
+            rows_hint: rows_hint(expected_records),
+            stats: IngestStats::default(),
+            first: None,
+        }
     }
 
-    let writer = match &mut scratch.writer {
-        Some(writer) => writer,
-        None => scratch
-            .writer
-            .insert(LogFileWriter::new(config.parquet.zstd_level)?),
-    };
-    let mut objects = Vec::with_capacity(groups.len() + 1);
-    groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
-    for group in groups {
-        let rows = group.builder.len() as u64;
-        let body = writer.write(&group.builder)?;
-        keep(&mut scratch.builders, group.builder);
-        stats.rows += rows;
-        *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
-        stats.bytes_out += body.len() as u64;
-        objects.push(EncodedObject {
-            key: partition::logs_key(
-                &group.tenant,
-                group.hour,
-                &first.shard_id,
-                &first.sequence_number,
-            ),
-            body: Bytes::from(body),
-            content_type: "application/vnd.apache.parquet",
-            rows,
-            kind: ObjectKind::Logs {
-                tenant: group.tenant,
-            },
-        });
+    /// Records pushed so far.
+    pub fn records(&self) -> u64 {
+        self.stats.records
     }
-    if !letters.is_empty() {
-        let body = dead_letter::encode(&letters)?;
-        stats.bytes_out += body.len() as u64;
-        let arrival = reference_ms(first, now_ms);
-        objects.push(EncodedObject {
-            key: partition::dead_letter_key(arrival, &first.shard_id, &first.sequence_number),
-            body: Bytes::from(body),
-            content_type: "application/gzip",
-            rows: letters.len() as u64,
-            kind: ObjectKind::DeadLetter,
-        });
+
+    /// The sequence number of the first record pushed: a failed batch is retried from it.
+    pub fn first_sequence_number(&self) -> Option<&str> {
+        self.first.as_ref().map(|f| f.sequence_number.as_str())
     }
-    stats.objects = objects.len() as u64;
-    stats.events = stats.rows + stats.rejected_total();
-    Ok(EncodedBatch { objects, stats })
+
+    /// Decodes one record into its rows (or dead letters). Nothing refers to `record` afterwards.
+    pub fn push(&mut self, record: RecordRef<'_>) {
+        let arrival = record.reference_ms(self.now_ms);
+        if self.first.is_none() {
+            self.first = Some(First {
+                shard_id: record.shard_id.to_owned(),
+                sequence_number: record.sequence_number.to_owned(),
+                arrival_ms: arrival,
+            });
+        }
+        let stats = &mut self.stats;
+        stats.records += 1;
+        stats.bytes_in += record.data.len() as u64;
+        stats.oldest_arrival_ms = Some(stats.oldest_arrival_ms.map_or(arrival, |o| o.min(arrival)));
+        let mut sink = BatchSink {
+            config: self.config,
+            record,
+            reference_ms: arrival,
+            groups: &mut self.groups,
+            last_group: self.last_group,
+            rows_hint: self.rows_hint,
+            letters: &mut self.letters,
+            rejected: &mut stats.rejected,
+            spare: &mut self.scratch.builders,
+        };
+        self.decoder.decode(record.data, &mut sink);
+        self.last_group = sink.last_group;
+    }
+
+    /// Writes the batch's objects, and hands back the scratch for the next batch (even when
+    /// writing failed).
+    pub fn finish(mut self) -> (Result<EncodedBatch, CoreError>, EncodeScratch) {
+        let encoded = self.encode();
+        (encoded, self.scratch)
+    }
+
+    fn encode(&mut self) -> Result<EncodedBatch, CoreError> {
+        let mut stats = std::mem::take(&mut self.stats);
+        let Some(first) = self.first.take() else {
+            return Ok(EncodedBatch {
+                objects: Vec::new(),
+                stats,
+            });
+        };
+        let scratch = &mut self.scratch;
+        let writer = match &mut scratch.writer {
+            Some(writer) => writer,
+            None => scratch
+                .writer
+                .insert(LogFileWriter::new(self.config.parquet.zstd_level)?),
+        };
+        let mut groups = std::mem::take(&mut self.groups);
+        let mut objects = Vec::with_capacity(groups.len() + 1);
+        groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
+        for group in groups {
+            let rows = group.builder.len() as u64;
+            let body = writer.write(&group.builder)?;
+            keep(&mut scratch.builders, group.builder);
+            stats.rows += rows;
+            *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
+            stats.bytes_out += body.len() as u64;
+            objects.push(EncodedObject {
+                key: partition::logs_key(
+                    &group.tenant,
+                    group.hour,
+                    &first.shard_id,
+                    &first.sequence_number,
+                ),
+                body,
+                content_type: "application/vnd.apache.parquet",
+                rows,
+                kind: ObjectKind::Logs {
+                    tenant: group.tenant,
+                },
+            });
+        }
+        if !self.letters.is_empty() {
+            let body = dead_letter::encode(&self.letters)?;
+            stats.bytes_out += body.len() as u64;
+            objects.push(EncodedObject {
+                key: partition::dead_letter_key(
+                    first.arrival_ms,
+                    &first.shard_id,
+                    &first.sequence_number,
+                ),
+                body: Bytes::from(body),
+                content_type: "application/gzip",
+                rows: self.letters.len() as u64,
+                kind: ObjectKind::DeadLetter,
+            });
+        }
+        stats.objects = objects.len() as u64;
+        stats.events = stats.rows + stats.rejected_total();
+        Ok(EncodedBatch { objects, stats })
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use crate::error::CoreError;
 use crate::input::StreamRecord;
 use crate::store::BlobStore;
 
-pub use crate::encode_batch::{EncodeScratch, IngestConfig, encode_batch, encode_batch_with};
+pub use crate::encode_batch::{
+    BatchEncoder, EncodeScratch, IngestConfig, encode_batch, encode_batch_with,
+};
 
 /// Which kind of object an [`EncodedObject`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +134,29 @@ impl IngestPipeline {
 
     /// Pure CPU: turns a batch into the objects to store. `now_ms` bounds event timestamps.
     pub fn encode(&self, records: &[StreamRecord], now_ms: i64) -> Result<EncodedBatch, CoreError> {
-        let pool = || self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let mut scratch = pool().pop().unwrap_or_default();
-        let encoded = encode_batch_with(&self.config, records, now_ms, &mut scratch);
-        pool().push(scratch);
+        let mut encoder = self.begin(now_ms, records.len());
+        for record in records {
+            encoder.push(record.view());
+        }
+        self.end(encoder)
+    }
+
+    /// Starts a batch that is fed one record at a time ([`BatchEncoder::push`]) and then stored
+    /// with [`Self::store`]: for a caller that reads records as it goes, so that each is decoded
+    /// while it is still in the CPU cache. `expected_records` sizes the column builders.
+    pub fn begin(&self, now_ms: i64, expected_records: usize) -> BatchEncoder<'_> {
+        let scratch = self.pool().pop().unwrap_or_default();
+        BatchEncoder::new(&self.config, now_ms, expected_records, scratch)
+    }
+
+    fn end(&self, encoder: BatchEncoder<'_>) -> Result<EncodedBatch, CoreError> {
+        let (encoded, scratch) = encoder.finish();
+        self.pool().push(scratch);
         encoded
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<EncodeScratch>> {
+        self.scratch.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Encodes the batch and writes every object. Never fails as a whole: a storage failure is
@@ -147,7 +167,19 @@ impl IngestPipeline {
         records: &[StreamRecord],
         now_ms: i64,
     ) -> IngestOutcome {
-        let Some(first) = records.first() else {
+        let mut encoder = self.begin(now_ms, records.len());
+        for record in records {
+            encoder.push(record.view());
+        }
+        self.store(store, encoder).await
+    }
+
+    /// Encodes what was pushed into `encoder` and writes every object, as [`Self::process`]
+    /// does.
+    pub async fn store(&self, store: &dyn BlobStore, encoder: BatchEncoder<'_>) -> IngestOutcome {
+        let Some(first) = encoder.first_sequence_number().map(str::to_owned) else {
+            // Nothing to write; the scratch still goes back to the pool.
+            let _empty = self.end(encoder);
             return IngestOutcome {
                 stats: IngestStats::default(),
                 retry_from: None,
@@ -156,10 +188,10 @@ impl IngestPipeline {
         };
         let retry = |stats, errors| IngestOutcome {
             stats,
-            retry_from: Some(first.sequence_number.to_string()),
+            retry_from: Some(first.clone()),
             errors,
         };
-        let batch = match self.encode(records, now_ms) {
+        let batch = match self.end(encoder) {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(error = %e, "encoding the batch failed");

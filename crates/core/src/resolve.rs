@@ -4,7 +4,7 @@
 use crate::decode::EventDefaults;
 use crate::encode_batch::IngestConfig;
 use crate::error::RejectReason;
-use crate::input::{StreamRecord, split_partition_key};
+use crate::input::{RecordRef, split_partition_key};
 use crate::level::Level;
 use crate::normalize::{Fields, timestamp, validate_name};
 
@@ -17,26 +17,17 @@ pub struct Resolved<'r> {
     pub level: Level,
 }
 
-/// The arrival time an event is judged against: the record's, or `now_ms` when it has none.
-pub fn reference_ms(record: &StreamRecord, now_ms: i64) -> i64 {
-    if record.arrival_ms > 0 {
-        record.arrival_ms
-    } else {
-        now_ms
-    }
-}
-
 /// Resolves tenant (event, then container, then partition key: required), service (same order,
 /// else `unknown`), event time (else the arrival time; bounded around it) and level.
 pub fn resolve<'r>(
     config: &IngestConfig,
-    record: &'r StreamRecord,
+    record: RecordRef<'r>,
     reference_ms: i64,
     fields: &'r Fields<'_>,
     defaults: &EventDefaults<'r>,
 ) -> Result<Resolved<'r>, RejectReason> {
     // Most events name their tenant and service: split the partition key only when needed.
-    let partition_key = || split_partition_key(&record.partition_key);
+    let partition_key = || split_partition_key(record.partition_key);
     let tenant = fields
         .tenant
         .as_deref()

@@ -157,6 +157,17 @@ impl LocalDirStore {
     }
 }
 
+/// Writes `body` to a temporary file beside `path`, then renames it over `path`: a reader sees
+/// the old object or the new one, never part of one.
+fn write_replacing(path: &Path, body: &[u8]) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", fastrand::u64(..)));
+    std::fs::write(&tmp, body).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
@@ -168,12 +179,15 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 impl BlobStore for LocalDirStore {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StoreError> {
         let path = self.path_for(key)?;
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
-        }
-        let tmp = path.with_extension(format!("tmp-{}", fastrand::u64(..)));
-        tokio::fs::write(&tmp, &body).await.map_err(io_err(&tmp))?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io_err(&path))
+        // One blocking task for the whole write, handed the body itself: `tokio::fs::write`
+        // would copy it first (fresh memory, so a page fault per 4 KiB of output).
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || write_replacing(&written, &body))
+            .await
+            .map_err(|e| StoreError::Io {
+                path,
+                source: std::io::Error::other(e),
+            })?
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {

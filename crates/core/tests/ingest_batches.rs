@@ -534,3 +534,71 @@ fn parquet_columns_are_laid_out_as_tuned() {
     assert!(column("trace_id").statistics().is_none());
     assert_eq!(read_parquet(&object.body).num_rows(), 200);
 }
+
+#[tokio::test]
+async fn records_pushed_one_at_a_time_store_the_same_objects_as_a_whole_batch()
+-> Result<(), StoreError> {
+    let records: Vec<StreamRecord> = (0..300)
+        .map(|i| {
+            let tenant = ["acme", "beta", "gamma"][i as usize % 3];
+            match i {
+                // A rejected record and a plain-text line among the JSON.
+                17 => record(i, "", "not json and no tenant"),
+                40 => record(i, "acme/api", "plain text line"),
+                _ => record(
+                    i,
+                    "",
+                    format!(
+                        r#"{{"tenant":"{tenant}","service":"api","msg":"m{i}","ts":{}}}"#,
+                        ARRIVAL - 1_000 * i as i64
+                    ),
+                ),
+            }
+        })
+        .collect();
+    let pipeline = IngestPipeline::new(IngestConfig::default());
+    let whole = tempfile::tempdir().expect("tempdir");
+    let whole_store = LocalDirStore::new(whole.path());
+    let batch = pipeline.process(&whole_store, &records, ARRIVAL).await;
+
+    let streamed = tempfile::tempdir().expect("tempdir");
+    let streamed_store = LocalDirStore::new(streamed.path());
+    let mut encoder = pipeline.begin(ARRIVAL, records.len());
+    for r in &records {
+        encoder.push(r.view());
+    }
+    assert_eq!(encoder.records(), records.len() as u64);
+    let one_by_one = pipeline.store(&streamed_store, encoder).await;
+
+    assert_eq!(one_by_one.retry_from, None);
+    assert_eq!(one_by_one.stats, batch.stats);
+    assert_eq!(batch.stats.rejected_total(), 1, "{:?}", batch.stats);
+    let keys = whole_store.list("").await?;
+    assert!(keys.iter().any(|k| k.starts_with("dlq/")), "{keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("logs/")).count(),
+        3,
+        "{keys:?}"
+    );
+    assert_eq!(streamed_store.list("").await?, keys);
+    for key in &keys {
+        assert_eq!(
+            streamed_store.get(key).await?,
+            whole_store.get(key).await?,
+            "{key} differs"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_encoder_with_no_records_stores_nothing() -> Result<(), StoreError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalDirStore::new(dir.path());
+    let pipeline = IngestPipeline::default();
+    let outcome = pipeline.store(&store, pipeline.begin(ARRIVAL, 10)).await;
+    assert_eq!(outcome.retry_from, None);
+    assert_eq!(outcome.stats.objects, 0);
+    assert!(store.list("").await?.is_empty());
+    Ok(())
+}

@@ -160,6 +160,8 @@ impl ColumnBuilder {
         self.sorted &= row.ts_ms >= self.last_ts;
         self.last_ts = row.ts_ms;
         self.received_at.push(row.received_at_ms);
+        storage::prefetch_tail(&self.ts);
+        storage::prefetch_tail(&self.received_at);
         self.tenant.push(Some(row.tenant));
         self.service.push(Some(row.service));
         self.level.push(row.level as u8);

@@ -28,6 +28,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, SchemaDescriptor};
 
+use super::buffer_pool::BufferPool;
 use super::interner::{BitsInterner, Interner, word};
 use super::{delta, hybrid_rle};
 use crate::columns::{
@@ -69,6 +70,8 @@ pub struct LogFileWriter {
     numbers: BitsInterner,
     /// `http_status` value → dictionary index + 1 (0: not in the dictionary yet).
     status_slots: Vec<u32>,
+    /// Files are written into these, and come back once stored.
+    files: BufferPool,
 }
 
 impl std::fmt::Debug for LogFileWriter {
@@ -93,7 +96,7 @@ impl LogFileWriter {
             schema,
             properties: Arc::new(properties),
             compression,
-            compressor: zstd::bulk::Compressor::new(zstd_level).map_err(zstd_error)?,
+            compressor: compressor(zstd_level)?,
             page: Vec::new(),
             indices: Vec::new(),
             lengths: Vec::new(),
@@ -102,11 +105,13 @@ impl LogFileWriter {
             interner: Interner::default(),
             numbers: BitsInterner::default(),
             status_slots: vec![0; 1 << 16],
+            files: BufferPool::default(),
         })
     }
 
-    /// The whole file, footer included.
-    pub fn write(&mut self, rows: &ColumnBuilder) -> Result<Vec<u8>, CoreError> {
+    /// The whole file, footer included. Its buffer comes back to this writer, for the next
+    /// file, once the bytes are dropped.
+    pub fn write(&mut self, rows: &ColumnBuilder) -> Result<Bytes, CoreError> {
         let sorted;
         let c = if rows.is_sorted() {
             rows
@@ -143,7 +148,7 @@ impl LogFileWriter {
         // Sized once: growing the file while splicing copied it and faulted in new pages.
         let size: usize = chunks.iter().map(|(bytes, _)| bytes.len()).sum();
         let mut file = SerializedFileWriter::new(
-            Vec::with_capacity(size + FOOTER_ROOM),
+            self.files.take(size + FOOTER_ROOM),
             self.schema.root_schema_ptr(),
             Arc::clone(&self.properties),
         )?;
@@ -152,7 +157,7 @@ impl LogFileWriter {
             group.append_column(&bytes, close)?;
         }
         group.close()?;
-        Ok(file.into_inner()?)
+        Ok(self.files.bytes(file.into_inner()?))
     }
 
     /// Compresses the page buffer.
@@ -590,6 +595,21 @@ fn string_pages(
         }
         Some((first_row..row, first_byte..at))
     })
+}
+
+/// The hash table's size (log2 entries) at zstd level 1, which would use 2^13 on pages of
+/// this size. Measured on the bench's pages (`zstd -b1 -B364K`): message and http_path
+/// compress 8–11% faster for output 0.5–1% larger; ids and numbers are unchanged.
+const LEVEL_1_HASH_LOG: u32 = 12;
+
+fn compressor(zstd_level: i32) -> Result<zstd::bulk::Compressor<'static>, CoreError> {
+    let mut compressor = zstd::bulk::Compressor::new(zstd_level).map_err(zstd_error)?;
+    if zstd_level == 1 {
+        compressor
+            .set_parameter(zstd::zstd_safe::CParameter::HashLog(LEVEL_1_HASH_LOG))
+            .map_err(zstd_error)?;
+    }
+    Ok(compressor)
 }
 
 fn zstd_error(e: std::io::Error) -> CoreError {

@@ -6,6 +6,7 @@
 //!   free text and ids, one row group per file.
 //! - [`encode`] writes any Arrow batch (the window metrics) through parquet-rs's Arrow writer.
 
+mod buffer_pool;
 mod delta;
 mod hybrid_rle;
 mod interner;
