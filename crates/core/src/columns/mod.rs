@@ -165,6 +165,7 @@ impl ColumnBuilder {
         self.tenant.push(Some(row.tenant));
         self.service.push(Some(row.service));
         self.level.push(row.level as u8);
+        storage::prefetch_tail(&self.level);
         self.message
             .push(Some(f.message.as_deref().unwrap_or_default()));
         self.trace_id.push(f.trace_id.as_deref());

@@ -25,7 +25,8 @@ const AHEAD: usize = 192;
 /// A batch appends to some 30 columns per (tenant, hour) group at once: hundreds of write
 /// streams, more than the hardware prefetchers follow, so without this nearly every new cache
 /// line a row writes to stalls on a read from memory. Measured with `sluice ingest` on the
-/// bench's million records: 4% less CPU (median of 13 interleaved runs).
+/// bench's million records: 4% less CPU (median of 13 interleaved runs) for the string and
+/// number columns, 2.7% more for the definition levels.
 #[inline(always)]
 pub fn prefetch_tail<T>(v: &[T]) {
     let at = v.as_ptr().cast::<u8>().wrapping_add(size_of_val(v) + AHEAD);
@@ -56,6 +57,7 @@ pub fn patch_len(out: &mut [u8], at: usize) {
 fn push_def(def: &mut DefLevels, present: bool) {
     if let Some(def) = def {
         def.push(u8::from(present));
+        prefetch_tail(def);
     }
 }
 
@@ -153,6 +155,7 @@ impl<T: Copy> Nullable<T> {
 
     pub fn push(&mut self, value: Option<T>) {
         self.def.push(u8::from(value.is_some()));
+        prefetch_tail(&self.def);
         if let Some(v) = value {
             self.values.push(v);
             prefetch_tail(&self.values);
