@@ -82,14 +82,15 @@ pub fn aggregate_records(
     let mut decoder = Decoder::new(config.limits.clone(), config.cloudwatch.clone());
     for record in records {
         stats.records += 1;
+        let record = record.view();
         let mut sink = AggregateSink {
             config,
-            record: record.view(),
-            reference_ms: record.view().reference_ms(now_ms),
+            record,
+            reference_ms: record.reference_ms(now_ms),
             aggregator,
             stats: &mut stats,
         };
-        decoder.decode(&record.data, &mut sink);
+        decoder.decode(record.data, &mut sink);
     }
     stats
 }

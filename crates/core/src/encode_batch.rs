@@ -17,6 +17,7 @@ use crate::normalize::Fields;
 use crate::parquet_out::{LogFileWriter, ParquetOptions};
 use crate::partition;
 use crate::resolve::resolve;
+use crate::spares;
 
 /// Everything the ingest path can be tuned with.
 #[derive(Debug, Clone)]
@@ -59,11 +60,14 @@ const KEPT_BYTES: usize = 128 << 20;
 
 /// Keeps a finished group's builder for the next group, within the limits above.
 fn keep(builders: &mut Vec<ColumnBuilder>, mut builder: ColumnBuilder) {
-    let kept: usize = builders.iter().map(ColumnBuilder::capacity_bytes).sum();
-    if builders.len() < KEPT_BUILDERS && kept + builder.capacity_bytes() <= KEPT_BYTES {
-        builder.clear();
-        builders.push(builder);
-    }
+    builder.clear();
+    spares::keep_within(
+        builders,
+        builder,
+        KEPT_BUILDERS,
+        KEPT_BYTES,
+        ColumnBuilder::capacity_bytes,
+    );
 }
 
 struct Group {
@@ -191,9 +195,7 @@ pub fn encode_batch_with(
     scratch: &mut EncodeScratch,
 ) -> Result<EncodedBatch, CoreError> {
     let mut encoder = BatchEncoder::new(config, now_ms, records.len(), std::mem::take(scratch));
-    for record in records {
-        encoder.push(record.view());
-    }
+    encoder.push_all(records);
     let (encoded, used) = encoder.finish();
     *scratch = used;
     encoded
@@ -293,6 +295,13 @@ impl<'c> BatchEncoder<'c> {
         };
         self.decoder.decode(record.data, &mut sink);
         self.last_group = sink.last_group;
+    }
+
+    /// [`Self::push`] for each of `records`, in order.
+    pub fn push_all(&mut self, records: &[StreamRecord]) {
+        for record in records {
+            self.push(record.view());
+        }
     }
 
     /// Writes the batch's objects, and hands back the scratch for the next batch (even when

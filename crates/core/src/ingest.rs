@@ -135,9 +135,7 @@ impl IngestPipeline {
     /// Pure CPU: turns a batch into the objects to store. `now_ms` bounds event timestamps.
     pub fn encode(&self, records: &[StreamRecord], now_ms: i64) -> Result<EncodedBatch, CoreError> {
         let mut encoder = self.begin(now_ms, records.len());
-        for record in records {
-            encoder.push(record.view());
-        }
+        encoder.push_all(records);
         self.end(encoder)
     }
 
@@ -168,9 +166,7 @@ impl IngestPipeline {
         now_ms: i64,
     ) -> IngestOutcome {
         let mut encoder = self.begin(now_ms, records.len());
-        for record in records {
-            encoder.push(record.view());
-        }
+        encoder.push_all(records);
         self.store(store, encoder).await
     }
 

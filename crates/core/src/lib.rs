@@ -28,6 +28,7 @@ pub mod normalize;
 pub mod parquet_out;
 pub mod partition;
 pub mod resolve;
+mod spares;
 pub mod store;
 pub mod synth;
 pub mod window;

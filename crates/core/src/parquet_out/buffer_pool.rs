@@ -44,11 +44,7 @@ impl BufferPool {
 
     fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut kept = self.kept();
-        let held: usize = kept.iter().map(Vec::capacity).sum();
-        if kept.len() < KEPT && held + buf.capacity() <= KEPT_BYTES {
-            kept.push(buf);
-        }
+        crate::spares::keep_within(&mut self.kept(), buf, KEPT, KEPT_BYTES, Vec::capacity);
     }
 
     /// Buffers waiting to be reused.
