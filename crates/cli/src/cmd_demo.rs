@@ -47,6 +47,11 @@ pub struct DemoArgs {
     /// Random seed for the traffic.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// End of the hour of traffic, as RFC 3339 (`2026-11-26T12:00:00Z`) [default: now]. The
+    /// hour starts on a window boundary, so the windows and alerts depend only on the seed and
+    /// the other options, not on the second the demo starts in.
+    #[arg(long, value_parser = parse_until)]
+    until: Option<i64>,
     /// Print one JSON summary line at the end instead of tables.
     #[arg(long)]
     json: bool,
@@ -67,8 +72,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     clear_previous_output(&args.out)?;
-    let now = report::now_ms();
-    let start_ms = now - 3_600_000;
+    let window_config = WindowConfig::default();
+    let start_ms = traffic_start(args.until.unwrap_or_else(report::now_ms), &window_config);
     let incident = Incident {
         tenant: "acme".into(),
         service: "checkout".into(),
@@ -151,7 +156,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let runner = StoreRuleRunner::new(&host, &store, Policy::default());
     let http = sluice_notify::HttpPoster::new()?;
-    let window_config = WindowConfig::default();
     let evaluator = Evaluator {
         data: &store,
         rules_store: &store,
@@ -271,6 +275,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("{tenants}");
     print_next_steps(&args.out);
     Ok(())
+}
+
+/// Where the hour of traffic ending at `until_ms` starts: on the window boundary at or before
+/// `until_ms`, minus an hour. Minute slices then line up with windows, and the same seed puts
+/// the same events in the same windows whenever the demo runs.
+fn traffic_start(until_ms: i64, window: &WindowConfig) -> i64 {
+    window.window_start(until_ms) - 3_600_000
+}
+
+fn parse_until(text: &str) -> Result<i64, String> {
+    sluice_core::normalize::timestamp::parse_rfc3339_ms(text)
+        .ok_or_else(|| format!("not an RFC 3339 time (like 2026-11-26T12:00:00Z): {text}"))
 }
 
 /// The secret the demo's webhook receiver verifies signatures with.
