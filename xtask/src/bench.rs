@@ -2,7 +2,9 @@
 //! same generated NDJSON file, plus the peak RSS of ingesting one full Kinesis batch.
 //!
 //! Throughput per core is records divided by CPU seconds (user + system, all threads), so a
-//! tool that uses more than one core gains nothing from it. sluice's own `cpu_s`/`elapsed_s`
+//! tool that uses more than one core gains nothing from it. The conversions run `--runs` times,
+//! sluice and the baselines taking turns, and each tool's median run (by CPU time) is reported
+//! with the spread and the ratio of each round: one run of each moves by several percent. sluice's own `cpu_s`/`elapsed_s`
 //! from `sluice ingest --json` are used when present (they exclude process start-up); else the
 //! process's rusage. The baselines time only the conversion inside Python.
 //! Peak RSS is measured as described in [`crate::measure`].
@@ -32,6 +34,7 @@ use crate::venv;
 /// Targets from DESIGN.md §6.
 const INGEST_TARGET_PER_CORE: f64 = 1_000_000.0;
 const RSS_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+const RATIO_TARGET: f64 = 3.0;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +42,9 @@ pub struct BenchArgs {
     /// Records in the generated input file.
     #[arg(long, default_value_t = 1_000_000)]
     pub records: u64,
+    /// Rounds of conversions (sluice, then the baselines); each tool's median run is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// Records in the batch whose peak RSS is measured (a full Kinesis batch).
     #[arg(long, default_value_t = 10_000)]
     pub batch_records: u64,
@@ -67,6 +73,21 @@ pub struct BenchArgs {
     pub extra: Vec<String>,
 }
 
+/// What the conversions and the batch measured, for printing.
+struct Report<'a> {
+    args: &'a BenchArgs,
+    input_bytes: u64,
+    /// Each tool's median run.
+    results: &'a [Measurement],
+    /// sluice over DuckDB in each round.
+    ratios: &'a [f64],
+    /// DuckDB's median records/s/core.
+    duckdb: Option<f64>,
+    batch_bytes: u64,
+    /// The one-batch run's usage (peak RSS).
+    usage: &'a Usage,
+}
+
 #[derive(Debug)]
 struct Measurement {
     tool: String,
@@ -75,6 +96,8 @@ struct Measurement {
     cpu_s: f64,
     bytes_out: Option<u64>,
     error: Option<String>,
+    /// CPU seconds of every successful run of this tool, in the order they ran.
+    cpu_s_runs: Vec<f64>,
 }
 
 impl Measurement {
@@ -126,10 +149,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         input_bytes as f64 / args.records.max(1) as f64
     ));
 
-    let mut results = vec![ingest(&sluice, &input, &tmp.join("sluice-out"))?];
-    if !args.no_baselines {
-        results.extend(baselines(&input, &tmp.join("baselines"))?);
+    let mut rounds = Vec::new();
+    for round in 1..=args.runs {
+        note(format!("round {round} of {}", args.runs));
+        let mut results = vec![ingest(&sluice, &input, &fresh_dir(tmp, "sluice-out")?)?];
+        if !args.no_baselines {
+            results.extend(baselines(&input, &fresh_dir(tmp, "baselines")?)?);
+        }
+        rounds.push(results);
     }
+    let ratios = ratio_per_round(&rounds);
+    let results = median_runs(rounds);
 
     let batch = tmp.join("batch.ndjson");
     generate(&sluice, args.batch_records, &batch)?;
@@ -160,18 +190,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .iter()
         .find(|r| r.tool.starts_with("DuckDB") && r.error.is_none())
         .map(Measurement::per_core);
+    let report = Report {
+        args,
+        input_bytes,
+        results: &results,
+        ratios: &ratios,
+        duckdb,
+        batch_bytes,
+        usage: &usage,
+    };
     if args.json {
-        print_json(
-            args,
-            input_bytes,
-            &results,
-            duckdb,
-            batch_bytes,
-            &usage,
-            (&agent, runner.as_ref()),
-        );
+        print_json(&report, (&agent, runner.as_ref()));
     } else {
-        print_table(args, input_bytes, &results, duckdb, batch_bytes, &usage);
+        print_table(&report);
         print_agent_table(&agent);
         if let Some(r) = &runner {
             print_runner(r);
@@ -477,6 +508,69 @@ fn generate(sluice: &Path, records: u64, out: &Path) -> Result<()> {
     )
 }
 
+/// `tmp/name`, emptied of what an earlier round wrote there.
+fn fresh_dir(tmp: &Path, name: &str) -> Result<std::path::PathBuf> {
+    let dir = tmp.join(name);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Each tool's median run by CPU time (the upper one of an even count), with every run's CPU
+/// seconds; a tool that failed in every round keeps its first failure.
+fn median_runs(rounds: Vec<Vec<Measurement>>) -> Vec<Measurement> {
+    let mut by_tool: Vec<(Vec<Measurement>, Option<Measurement>)> = Vec::new();
+    for m in rounds.into_iter().flatten() {
+        let at = match by_tool.iter().position(|(ok, failed)| {
+            ok.first()
+                .or(failed.as_ref())
+                .is_some_and(|x| x.tool == m.tool)
+        }) {
+            Some(at) => at,
+            None => {
+                by_tool.push((Vec::new(), None));
+                by_tool.len() - 1
+            }
+        };
+        let (ok, failed) = &mut by_tool[at];
+        if m.error.is_some() {
+            failed.get_or_insert(m);
+        } else {
+            ok.push(m);
+        }
+    }
+    by_tool
+        .into_iter()
+        .filter_map(|(mut ok, failed)| {
+            if ok.is_empty() {
+                return failed;
+            }
+            let cpu_s_runs: Vec<f64> = ok.iter().map(|m| m.cpu_s).collect();
+            ok.sort_by(|a, b| a.cpu_s.total_cmp(&b.cpu_s));
+            let mut median = ok.swap_remove(ok.len() / 2);
+            median.cpu_s_runs = cpu_s_runs;
+            Some(median)
+        })
+        .collect()
+}
+
+/// sluice's records/s/core over DuckDB's, in each round where both succeeded.
+fn ratio_per_round(rounds: &[Vec<Measurement>]) -> Vec<f64> {
+    rounds
+        .iter()
+        .filter_map(|round| {
+            let ok = |prefix: &str| {
+                round
+                    .iter()
+                    .find(|m| m.tool.starts_with(prefix) && m.error.is_none())
+                    .map(Measurement::per_core)
+            };
+            Some(ok("sluice")? / ok("DuckDB")?)
+        })
+        .collect()
+}
+
 fn ingest(sluice: &Path, input: &Path, out: &Path) -> Result<Measurement> {
     let (stdout, usage) = measure::run_measured(
         sluice,
@@ -500,6 +594,7 @@ fn ingest(sluice: &Path, input: &Path, out: &Path) -> Result<Measurement> {
         cpu_s: summary["cpu_s"].as_f64().unwrap_or(usage.cpu_s),
         bytes_out: summary["bytes_out"].as_u64(),
         error: None,
+        cpu_s_runs: Vec::new(),
     })
 }
 
@@ -529,6 +624,7 @@ fn baselines(input: &Path, out: &Path) -> Result<Vec<Measurement>> {
             cpu_s: v["cpu_s"].as_f64().unwrap_or(0.0),
             bytes_out: v["bytes_out"].as_u64(),
             error: v["error"].as_str().map(ToString::to_string),
+            cpu_s_runs: Vec::new(),
         });
     }
     Ok(results)
@@ -558,7 +654,7 @@ fn table_row(r: &Measurement, duckdb: Option<f64>) -> Vec<String> {
         duckdb.map_or_else(String::new, |d| format!("{:.2}x", r.per_core() / d)),
         r.bytes_out
             .map_or_else(String::new, |b| format!("{:.1} MB", b as f64 / 1e6)),
-        String::new(),
+        spread(&r.cpu_s_runs),
     ]
 }
 
@@ -597,20 +693,30 @@ fn pad_records(path: &Path, target: u64) -> Result<u64> {
     Ok(out.len() as u64)
 }
 
-fn print_table(
-    args: &BenchArgs,
-    input_bytes: u64,
-    results: &[Measurement],
-    duckdb: Option<f64>,
-    batch_bytes: u64,
-    usage: &Usage,
-) {
-    let rows: Vec<Vec<String>> = results.iter().map(|r| table_row(r, duckdb)).collect();
+/// "median of 3 runs, cpu s 0.77-0.80" (nothing for a single run).
+fn spread(cpu_s_runs: &[f64]) -> String {
+    if cpu_s_runs.len() < 2 {
+        return String::new();
+    }
+    let min = cpu_s_runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = cpu_s_runs.iter().copied().fold(0.0, f64::max);
+    format!(
+        "median of {} runs, cpu s {min:.2}-{max:.2}",
+        cpu_s_runs.len()
+    )
+}
+
+fn print_table(report: &Report<'_>) {
+    let rows: Vec<Vec<String>> = report
+        .results
+        .iter()
+        .map(|r| table_row(r, report.duckdb))
+        .collect();
     println!();
     println!(
         "NDJSON -> Parquet (zstd), {} records, {:.1} MB input",
-        args.records,
-        input_bytes as f64 / 1e6
+        report.args.records,
+        report.input_bytes as f64 / 1e6
     );
     print!(
         "{}",
@@ -629,38 +735,46 @@ fn print_table(
             &rows
         )
     );
-    if let Some(sluice) = results.first() {
+    if let Some(sluice) = report.results.first() {
         let verdict = if sluice.per_core() >= INGEST_TARGET_PER_CORE {
             "meets"
         } else {
             "below"
         };
         println!("target: >= {INGEST_TARGET_PER_CORE:.0} records/s/core for ingest ({verdict})");
+        if let Some(duckdb) = report.duckdb {
+            let median = sluice.per_core() / duckdb;
+            let verdict = if median >= RATIO_TARGET {
+                "meets"
+            } else {
+                "below"
+            };
+            let rounds: Vec<String> = report.ratios.iter().map(|r| format!("{r:.2}x")).collect();
+            let met = report.ratios.iter().filter(|&&r| r >= RATIO_TARGET).count();
+            println!(
+                "target: >= {RATIO_TARGET}x DuckDB ({verdict}: {median:.2}x median; rounds {}, {met} of {} at or above)",
+                rounds.join(" "),
+                report.ratios.len()
+            );
+        }
     }
-    let verdict = if usage.max_rss_bytes < RSS_TARGET_BYTES {
+    let verdict = if report.usage.max_rss_bytes < RSS_TARGET_BYTES {
         "meets"
     } else {
         "above"
     };
     println!(
         "peak RSS of `sluice ingest` on one batch ({} records, {:.1} MB): {:.1} MiB (target < {} MiB: {verdict})",
-        args.batch_records,
-        batch_bytes as f64 / 1e6,
-        mib(usage.max_rss_bytes),
+        report.args.batch_records,
+        report.batch_bytes as f64 / 1e6,
+        mib(report.usage.max_rss_bytes),
         RSS_TARGET_BYTES / (1024 * 1024)
     );
 }
 
-fn print_json(
-    args: &BenchArgs,
-    input_bytes: u64,
-    results: &[Measurement],
-    duckdb: Option<f64>,
-    batch_bytes: u64,
-    usage: &Usage,
-    (agent, runner): (&[AgentRun], Option<&RunnerRun>),
-) {
-    let tools: Vec<Value> = results
+fn print_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&RunnerRun>)) {
+    let tools: Vec<Value> = report
+        .results
         .iter()
         .map(|r| {
             if let Some(error) = &r.error {
@@ -673,21 +787,24 @@ fn print_json(
                 "cpu_s": r.cpu_s,
                 "records_per_sec": r.records as f64 / r.elapsed_s.max(1e-9),
                 "records_per_sec_per_core": r.per_core(),
-                "ratio_vs_duckdb": duckdb.map(|d| r.per_core() / d),
+                "ratio_vs_duckdb": report.duckdb.map(|d| r.per_core() / d),
                 "bytes_out": r.bytes_out,
+                "cpu_s_runs": r.cpu_s_runs,
             })
         })
         .collect();
     let out = json!({
-        "records": args.records,
-        "input_bytes": input_bytes,
+        "records": report.args.records,
+        "report.input_bytes": report.input_bytes,
+        "runs": report.args.runs,
         "tools": tools,
+        "ratio_vs_duckdb_per_round": report.ratios,
         "batch": {
-            "records": args.batch_records,
-            "input_bytes": batch_bytes,
-            "peak_rss_bytes": usage.max_rss_bytes,
-            "wall_s": usage.wall_s,
-            "cpu_s": usage.cpu_s,
+            "records": report.args.batch_records,
+            "report.input_bytes": report.batch_bytes,
+            "peak_rss_bytes": report.usage.max_rss_bytes,
+            "wall_s": report.usage.wall_s,
+            "cpu_s": report.usage.cpu_s,
         },
         "agent": agent
             .iter()
@@ -713,4 +830,72 @@ fn print_json(
         },
     });
     println!("{out}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(tool: &str, cpu_s: f64) -> Measurement {
+        Measurement {
+            tool: tool.to_string(),
+            records: 1_000,
+            elapsed_s: cpu_s,
+            cpu_s,
+            bytes_out: Some(10),
+            error: None,
+            cpu_s_runs: Vec::new(),
+        }
+    }
+
+    fn failed(tool: &str, error: &str) -> Measurement {
+        Measurement {
+            error: Some(error.to_string()),
+            ..run(tool, 0.0)
+        }
+    }
+
+    #[test]
+    fn reports_each_tools_median_run_with_every_runs_cpu_time() {
+        let rounds = vec![
+            vec![run("sluice ingest", 0.9), run("DuckDB (1 thread)", 2.4)],
+            vec![run("sluice ingest", 0.7), run("DuckDB (1 thread)", 2.6)],
+            vec![run("sluice ingest", 0.8), run("DuckDB (1 thread)", 2.5)],
+        ];
+        let ratios = ratio_per_round(&rounds);
+        let medians = median_runs(rounds);
+        assert_eq!(medians.len(), 2);
+        assert_eq!(medians[0].tool, "sluice ingest");
+        assert_eq!(medians[0].cpu_s, 0.8);
+        assert_eq!(medians[0].cpu_s_runs, vec![0.9, 0.7, 0.8]);
+        assert_eq!(medians[1].cpu_s, 2.5);
+        let expected = [2.4 / 0.9, 2.6 / 0.7, 2.5 / 0.8];
+        assert_eq!(ratios.len(), 3);
+        for (got, want) in ratios.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-9, "{ratios:?}");
+        }
+        assert_eq!(
+            spread(&medians[0].cpu_s_runs),
+            "median of 3 runs, cpu s 0.70-0.90"
+        );
+    }
+
+    #[test]
+    fn a_tool_that_fails_in_every_round_is_reported_once_with_its_error() {
+        let rounds = vec![
+            vec![
+                run("sluice ingest", 0.8),
+                failed("pyarrow (1 thread)", "parse error"),
+            ],
+            vec![
+                run("sluice ingest", 0.9),
+                failed("pyarrow (1 thread)", "parse error"),
+            ],
+        ];
+        assert!(ratio_per_round(&rounds).is_empty(), "no DuckDB, no ratio");
+        let medians = median_runs(rounds);
+        assert_eq!(medians.len(), 2);
+        assert_eq!(medians[1].error.as_deref(), Some("parse error"));
+        assert_eq!(medians[0].cpu_s, 0.9, "the upper median of two runs");
+    }
 }
