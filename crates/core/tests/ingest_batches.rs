@@ -76,6 +76,14 @@ fn dead_letters(batch: &EncodedBatch) -> Vec<DeadLetter> {
         .unwrap_or_default()
 }
 
+fn keys_and_bodies(batch: &EncodedBatch) -> Vec<(String, Bytes)> {
+    batch
+        .objects
+        .iter()
+        .map(|o| (o.key.clone(), o.body.clone()))
+        .collect()
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(data).expect("in-memory write");
@@ -386,14 +394,40 @@ fn same_batch_twice_gives_identical_objects() {
         .collect();
     let a = encode(&records);
     let b = encode(&records);
-    let keys = |batch: &EncodedBatch| {
-        batch
-            .objects
-            .iter()
-            .map(|o| (o.key.clone(), o.body.clone()))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(keys(&a), keys(&b));
+    assert_eq!(keys_and_bodies(&a), keys_and_bodies(&b));
+}
+
+/// Buffers (column builders, pages, column chunks, files) are reused from batch to batch; what
+/// an earlier, bigger batch left in them must not show in the next one's objects.
+#[test]
+fn a_pipeline_that_encoded_a_bigger_batch_before_gives_the_same_objects_as_a_fresh_one() {
+    let big: Vec<StreamRecord> = (0..3_000)
+        .map(|i| {
+            record(
+                i,
+                ["acme/a", "beta/b", "gamma/c"][i as usize % 3],
+                format!(
+                    r#"{{"msg":"{}","latency_ms":{i},"trace_id":"{i:032x}"}}"#,
+                    "x".repeat(200 + i as usize % 50)
+                ),
+            )
+        })
+        .collect();
+    let small: Vec<StreamRecord> = (0..20)
+        .map(|i| record(10_000 + i, "acme/a", format!(r#"{{"msg":"m{i}"}}"#)))
+        .collect();
+    let reused = IngestPipeline::default();
+    for _ in 0..2 {
+        reused.encode(&big, ARRIVAL).expect("big batch encodes");
+    }
+    let after = reused.encode(&small, ARRIVAL).expect("small batch encodes");
+    let fresh = encode(&small);
+    assert_eq!(after.objects.len(), 1);
+    assert_eq!(keys_and_bodies(&after), keys_and_bodies(&fresh));
+    assert_eq!(
+        strings(&read_parquet(&after.objects[0].body), "message").value(19),
+        "m19"
+    );
 }
 
 #[tokio::test]

@@ -72,6 +72,10 @@ pub struct LogFileWriter {
     status_slots: Vec<u32>,
     /// Files are written into these, and come back once stored.
     files: BufferPool,
+    /// Column chunks, and compressed pages, are written into these, and come back once copied
+    /// into the file (fresh memory for each cost a page fault per 4 KiB).
+    chunks: BufferPool,
+    pages: BufferPool,
 }
 
 impl std::fmt::Debug for LogFileWriter {
@@ -106,6 +110,8 @@ impl LogFileWriter {
             numbers: BitsInterner::default(),
             status_slots: vec![0; 1 << 16],
             files: BufferPool::default(),
+            chunks: BufferPool::default(),
+            pages: BufferPool::default(),
         })
     }
 
@@ -162,11 +168,13 @@ impl LogFileWriter {
 
     /// Compresses the page buffer.
     fn compress_page(&mut self) -> Result<Bytes, CoreError> {
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(self.page.len()));
+        let mut out = self
+            .pages
+            .take(zstd::zstd_safe::compress_bound(self.page.len()));
         self.compressor
             .compress_to_buffer(&self.page, &mut out)
             .map_err(zstd_error)?;
-        Ok(Bytes::from(out))
+        Ok(self.pages.bytes(out))
     }
 
     fn data_page(
@@ -210,7 +218,7 @@ impl LogFileWriter {
     }
 
     fn timestamps(&mut self, descr: ColumnDescPtr, values: &[i64]) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, values.len(), values.len() * 8);
+        let mut chunk = Chunk::new(descr, values.len(), values.len() * 8, &self.chunks);
         for (rows, _) in row_pages(None, values.len()) {
             self.start_page(None);
             delta::encode(&values[rows.clone()], &mut self.page);
@@ -241,7 +249,7 @@ impl LogFileWriter {
         rows: usize,
         statistics: Option<Statistics>,
     ) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, rows, column.data.len() + rows);
+        let mut chunk = Chunk::new(descr, rows, column.data.len() + rows, &self.chunks);
         let def = column.def.as_deref();
         for (page_rows, bytes) in string_pages(column, rows) {
             self.start_page(def.map(|d| &d[page_rows.clone()]));
@@ -273,7 +281,7 @@ impl LogFileWriter {
         {
             return self.interned_chunk(descr, column, rows, None);
         }
-        let mut chunk = Chunk::new(descr, rows, column.data.len());
+        let mut chunk = Chunk::new(descr, rows, column.data.len(), &self.chunks);
         let def = column.def.as_deref();
         let mut lengths = std::mem::take(&mut self.lengths);
         for (page_rows, bytes) in string_pages(column, rows) {
@@ -329,7 +337,7 @@ impl LogFileWriter {
         column: &PlainStrings,
         rows: usize,
     ) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, rows, column.data.len());
+        let mut chunk = Chunk::new(descr, rows, column.data.len(), &self.chunks);
         let def = column.def.as_deref();
         let mut prefixes = std::mem::take(&mut self.prefix_lengths);
         let mut lengths = std::mem::take(&mut self.lengths);
@@ -423,7 +431,7 @@ impl LogFileWriter {
         rows: usize,
         statistics: Option<Statistics>,
     ) -> Result<Written, CoreError> {
-        let mut chunk = Chunk::new(descr, rows, self.page.len() + rows * 4);
+        let mut chunk = Chunk::new(descr, rows, self.page.len() + rows * 4, &self.chunks);
         self.dictionary_page(&mut chunk, entries)?;
         let width = hybrid_rle::bit_width(entries.saturating_sub(1) as u32);
         for (page_rows, values) in row_pages(def, rows) {
@@ -539,7 +547,7 @@ impl LogFileWriter {
             self.numbers.indices = indices;
             return written;
         }
-        let mut chunk = Chunk::new(descr, rows, rows * 9);
+        let mut chunk = Chunk::new(descr, rows, rows * 9, &self.chunks);
         for (page_rows, values) in row_pages(Some(&column.def), rows) {
             self.start_page(Some(&column.def[page_rows.clone()]));
             for v in &column.values[values] {
@@ -732,6 +740,8 @@ struct Chunk {
     descr: ColumnDescPtr,
     rows: usize,
     sink: TrackedWrite<Vec<u8>>,
+    /// Where `sink`'s buffer goes back to.
+    pool: BufferPool,
     dictionary_offset: Option<i64>,
     data_offset: Option<i64>,
     compressed: i64,
@@ -741,11 +751,12 @@ struct Chunk {
 impl Chunk {
     /// `room`: bytes to reserve, at least the chunk's compressed size (reserving more costs
     /// nothing until it is touched; growing copies and faults in pages).
-    fn new(descr: ColumnDescPtr, rows: usize, room: usize) -> Self {
+    fn new(descr: ColumnDescPtr, rows: usize, room: usize, pool: &BufferPool) -> Self {
         Self {
             descr,
             rows,
-            sink: TrackedWrite::new(Vec::with_capacity(room + 1024)),
+            sink: TrackedWrite::new(pool.take(room + 1024)),
+            pool: pool.clone(),
             dictionary_offset: None,
             data_offset: None,
             compressed: 0,
@@ -792,7 +803,7 @@ impl Chunk {
             column_index: None,
             offset_index: None,
         };
-        Ok((Bytes::from(bytes), close))
+        Ok((self.pool.bytes(bytes), close))
     }
 }
 
