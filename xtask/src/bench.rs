@@ -186,10 +186,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         agent_runs(&sluice, &file, &tmp.join("runner-state"))?
     };
 
-    let duckdb = results
-        .iter()
-        .find(|r| r.tool.starts_with("DuckDB") && r.error.is_none())
-        .map(Measurement::per_core);
+    let duckdb = per_core_of(&results, "DuckDB");
     let report = Report {
         args,
         input_bytes,
@@ -520,31 +517,21 @@ fn fresh_dir(tmp: &Path, name: &str) -> Result<std::path::PathBuf> {
 /// Each tool's median run by CPU time (the upper one of an even count), with every run's CPU
 /// seconds; a tool that failed in every round keeps its first failure.
 fn median_runs(rounds: Vec<Vec<Measurement>>) -> Vec<Measurement> {
-    let mut by_tool: Vec<(Vec<Measurement>, Option<Measurement>)> = Vec::new();
+    // Every run of a tool, tools in the order they first ran.
+    let mut by_tool: Vec<Vec<Measurement>> = Vec::new();
     for m in rounds.into_iter().flatten() {
-        let at = match by_tool.iter().position(|(ok, failed)| {
-            ok.first()
-                .or(failed.as_ref())
-                .is_some_and(|x| x.tool == m.tool)
-        }) {
-            Some(at) => at,
-            None => {
-                by_tool.push((Vec::new(), None));
-                by_tool.len() - 1
-            }
-        };
-        let (ok, failed) = &mut by_tool[at];
-        if m.error.is_some() {
-            failed.get_or_insert(m);
-        } else {
-            ok.push(m);
+        match by_tool.iter_mut().find(|runs| runs[0].tool == m.tool) {
+            Some(runs) => runs.push(m),
+            None => by_tool.push(vec![m]),
         }
     }
     by_tool
         .into_iter()
-        .filter_map(|(mut ok, failed)| {
+        .filter_map(|runs| {
+            let (mut ok, failed): (Vec<_>, Vec<_>) =
+                runs.into_iter().partition(|m| m.error.is_none());
             if ok.is_empty() {
-                return failed;
+                return failed.into_iter().next();
             }
             let cpu_s_runs: Vec<f64> = ok.iter().map(|m| m.cpu_s).collect();
             ok.sort_by(|a, b| a.cpu_s.total_cmp(&b.cpu_s));
@@ -559,16 +546,16 @@ fn median_runs(rounds: Vec<Vec<Measurement>>) -> Vec<Measurement> {
 fn ratio_per_round(rounds: &[Vec<Measurement>]) -> Vec<f64> {
     rounds
         .iter()
-        .filter_map(|round| {
-            let ok = |prefix: &str| {
-                round
-                    .iter()
-                    .find(|m| m.tool.starts_with(prefix) && m.error.is_none())
-                    .map(Measurement::per_core)
-            };
-            Some(ok("sluice")? / ok("DuckDB")?)
-        })
+        .filter_map(|round| Some(per_core_of(round, "sluice")? / per_core_of(round, "DuckDB")?))
         .collect()
+}
+
+/// Records/s/core of the tool whose name starts with `prefix`, if it ran and succeeded.
+fn per_core_of(results: &[Measurement], prefix: &str) -> Option<f64> {
+    results
+        .iter()
+        .find(|m| m.tool.starts_with(prefix) && m.error.is_none())
+        .map(Measurement::per_core)
 }
 
 fn ingest(sluice: &Path, input: &Path, out: &Path) -> Result<Measurement> {

@@ -92,19 +92,17 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
             });
         }
         progress.inc(batch_bytes);
-        // A batch of blank lines only is skipped, not taken for the end of the input.
-        if batch.records() > 0 {
-            let outcome = runtime.block_on(pipeline.store(&store, batch));
-            if let Some(from) = outcome.retry_from {
-                anyhow::bail!(
-                    "writing to {} failed (batch from line {from}): {}",
-                    args.out.display(),
-                    outcome.errors.join("; ")
-                );
-            }
-            total.absorb(&outcome.stats);
-            progress.set_message(format!("{} rows", report::count(total.rows)));
+        // A batch of blank lines only stores nothing; it is not taken for the end of the input.
+        let outcome = runtime.block_on(pipeline.store(&store, batch));
+        if let Some(from) = outcome.retry_from {
+            anyhow::bail!(
+                "writing to {} failed (batch from line {from}): {}",
+                args.out.display(),
+                outcome.errors.join("; ")
+            );
         }
+        total.absorb(&outcome.stats);
+        progress.set_message(format!("{} rows", report::count(total.rows)));
         if at_end {
             break;
         }
