@@ -76,6 +76,7 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+#[inline]
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -119,8 +120,16 @@ pub fn epoch_to_ms(value: f64) -> Option<i64> {
 
 /// Parses an epoch number given as text; integers are parsed exactly.
 pub fn parse_epoch_text_ms(text: &str) -> Option<i64> {
-    if !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit()) && text.len() <= 19 {
-        let v: i64 = text.parse().ok()?;
+    // Up to 19 digits, read in one pass: they fit in a u64 (under 10^19), not always an i64.
+    let digits = (!text.is_empty() && text.len() <= 19)
+        .then(|| {
+            text.bytes().try_fold(0u64, |v, c| {
+                c.is_ascii_digit().then(|| v * 10 + u64::from(c - b'0'))
+            })
+        })
+        .flatten();
+    if let Some(v) = digits {
+        let v = i64::try_from(v).ok()?;
         return Some(match v {
             v if v < 100_000_000_000 => v * 1000,
             v if v < 100_000_000_000_000 => v,
@@ -177,6 +186,9 @@ mod tests {
         assert_eq!(parse_epoch_text_ms("1714566896789123456"), Some(T));
         assert_eq!(parse_epoch_text_ms("1714566896.789"), Some(T));
         assert_eq!(parse_epoch_text_ms("-5"), None);
+        // Nineteen digits past i64::MAX are not a time.
+        assert_eq!(parse_epoch_text_ms("9999999999999999999"), None);
+        assert_eq!(parse_epoch_text_ms("17a4566896"), None);
     }
 
     #[test]

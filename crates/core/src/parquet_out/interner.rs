@@ -231,6 +231,7 @@ fn half(v: &[u8], at: usize) -> u64 {
 
 /// A fast keyed hash of (mostly short) strings, with fixed-size loads only: the first and last
 /// eight bytes overlap for short values, and longer ones add every word in between.
+#[inline]
 pub fn hash_bytes(v: &[u8]) -> u64 {
     let len = v.len();
     let mut h = *HASH_KEY ^ (len as u64).wrapping_mul(K);
