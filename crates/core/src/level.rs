@@ -48,6 +48,15 @@ impl Level {
     /// Parses a level name in any common spelling, case-insensitively: `WARNING`, `err`,
     /// `critical`, `E`, syslog names, and numeric bunyan/pino (10..60) or syslog (0..7) levels.
     pub fn parse(s: &str) -> Option<Level> {
+        // The spellings nearly every logger sends, matched as they come, before trimming and
+        // case folding.
+        match s.as_bytes() {
+            b"info" | b"INFO" => return Some(Level::Info),
+            b"error" | b"ERROR" => return Some(Level::Error),
+            b"warn" | b"WARN" | b"warning" | b"WARNING" => return Some(Level::Warn),
+            b"debug" | b"DEBUG" => return Some(Level::Debug),
+            _ => {}
+        }
         let s = s.trim();
         if s.is_empty() || s.len() > 12 {
             return None;
@@ -136,6 +145,16 @@ mod tests {
     #[test]
     fn parses_common_spellings_case_insensitively() {
         assert_eq!(Level::parse("WARNING"), Some(Level::Warn));
+        for (spellings, level) in [
+            (["info", "INFO", "Info", " info "], Level::Info),
+            (["error", "ERROR", "Error", "error\n"], Level::Error),
+            (["warn", "WARN", "Warning", "\twarning"], Level::Warn),
+            (["debug", "DEBUG", "Debug", "debug "], Level::Debug),
+        ] {
+            for s in spellings {
+                assert_eq!(Level::parse(s), Some(level), "{s:?}");
+            }
+        }
         assert_eq!(Level::parse("err"), Some(Level::Error));
         assert_eq!(Level::parse("Critical"), Some(Level::Fatal));
         assert_eq!(Level::parse(" info "), Some(Level::Info));
