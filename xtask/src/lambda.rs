@@ -172,7 +172,7 @@ fn workspace_binaries() -> Result<Vec<String>> {
 }
 
 /// `rustup target add TRIPLE` unless it is installed (a no-op without rustup).
-fn ensure_rust_target(triple: &str) -> Result<()> {
+pub fn ensure_rust_target(triple: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .stderr(Stdio::inherit())

@@ -23,6 +23,7 @@
 //! `SLUICE_BASE_PYTHON` (Python used to create the venv, default `python3`),
 //! `SLUICE_LOCALSTACK_PYTHON`, `SLUICE_LOCALSTACK_VENV`.
 
+mod arm64;
 mod bench;
 mod demo;
 mod emulator;

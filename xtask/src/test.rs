@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::arm64;
 use crate::emulator::{self, Choice, Emulator};
 use crate::infra;
 use crate::steps::{Outcome, Steps};
@@ -45,6 +46,7 @@ const STEPS: &[&str] = &[
     EMULATOR_UP,
     TESTS,
     EMULATOR_DOWN,
+    arm64::STEP,
     CFN_LINT,
     infra::SAM_VALIDATE_STEP,
     infra::CHECKOV_STEP,
@@ -118,6 +120,7 @@ fn run_steps(steps: &mut Steps, args: &TestArgs) -> Result<()> {
         }
         None => Ok(Outcome::Skipped("external endpoint".to_string())),
     })?;
+    steps.run(arm64::STEP, || arm64::core_tests(&tools))?;
 
     steps.run(CFN_LINT, || {
         let template = root.join("infra").join("template.yaml");
