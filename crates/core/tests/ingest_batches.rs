@@ -198,6 +198,49 @@ fn splits_objects_by_tenant_and_hour() {
 }
 
 #[test]
+fn interleaved_tenants_and_hours_each_get_exactly_their_own_rows() {
+    // More (tenant, hour) groups than the encoder keeps hints for, names sharing a long prefix,
+    // and every record in a different group from the one before.
+    let tenants: Vec<String> = (0..80).map(|i| format!("customer-tenant-{i:02}")).collect();
+    let hours = ["2024-05-01T11:30:00Z", "2024-05-01T12:30:00Z"];
+    let mut records = Vec::new();
+    for round in 0..3 {
+        for hour in hours {
+            for tenant in &tenants {
+                let seq = records.len() as u64;
+                records.push(record(
+                    seq,
+                    "",
+                    format!(
+                        r#"{{"ts":"{hour}","tenant":"{tenant}","msg":"{tenant} {hour} {round}"}}"#
+                    ),
+                ));
+            }
+        }
+    }
+    let batch = encode(&records);
+    assert_eq!(batch.stats.rows, 480);
+    let mut objects = 0;
+    for tenant in &tenants {
+        let logs = logs_for(&batch, tenant);
+        assert_eq!(logs.len(), 2, "{tenant}: one object per hour");
+        for (object, hour) in logs.iter().zip(hours) {
+            let rows = read_parquet(&object.body);
+            let messages: Vec<&str> = strings(&rows, "message").iter().flatten().collect();
+            let want: Vec<String> = (0..3).map(|r| format!("{tenant} {hour} {r}")).collect();
+            assert_eq!(messages, want, "{}", object.key);
+            assert!(
+                strings(&rows, "tenant")
+                    .iter()
+                    .all(|t| t == Some(tenant.as_str()))
+            );
+            objects += 1;
+        }
+    }
+    assert_eq!(objects, 160);
+}
+
+#[test]
 fn decodes_cloudwatch_logs_subscription_and_skips_control_messages() {
     let envelope = serde_json::json!({
         "messageType": "DATA_MESSAGE", "owner": "123456789012",
