@@ -8,7 +8,8 @@
 //! - the Rust target (`rustup target add`);
 //! - zig, from the cargo-lambda venv (`xtask/python/requirements-lambda.txt`, the same zig that
 //!   `sam build` links the Lambda bootstraps with), as the C compiler of zstd-sys and as the
-//!   linker, through two wrapper scripts written to `.sluice/zig-aarch64/`;
+//!   linker, through two wrapper scripts written into that venv (`zig-aarch64/`: a path that
+//!   stays the same from clone to clone with a cached venv, so the C code is not rebuilt);
 //! - `qemu-aarch64` and an arm64 glibc under `/usr/aarch64-linux-gnu`, from Debian's
 //!   `qemu-user` and `libc6-arm64-cross` (`apt-get install`, as root or through `sudo -n`).
 
@@ -107,7 +108,7 @@ fn apt_get(args: &[&str]) -> Result<()> {
 /// `cc` and `ar` scripts that run zig for arm64 Linux. cc-rs passes `--target=<rust triple>`,
 /// which zig does not know; the scripts drop it and name zig's own target.
 fn zig_wrappers(zig: &Venv) -> Result<(PathBuf, PathBuf)> {
-    let dir = util::state_dir().join("zig-aarch64");
+    let dir = zig.dir.join("zig-aarch64");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let python = zig.python().display().to_string().replace('\'', r"'\''");
     let cc = dir.join("cc");
