@@ -73,7 +73,9 @@ fn ensure_qemu() -> Result<()> {
         "installing {} with apt-get (qemu runs the arm64 tests)",
         APT_PACKAGES.join(" ")
     ));
-    let install = || apt_get(&["install", "-y", "-q", "--no-install-recommends"]);
+    let mut install_args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install_args.extend(APT_PACKAGES);
+    let install = || apt_get(&install_args);
     if install().is_err() {
         apt_get(&["update", "-q"])?;
         install().with_context(|| {
@@ -99,9 +101,6 @@ fn apt_get(args: &[&str]) -> Result<()> {
         sudo
     };
     cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-    if args.first() == Some(&"install") {
-        cmd.args(APT_PACKAGES);
-    }
     util::run(&mut cmd)
 }
 

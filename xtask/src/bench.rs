@@ -4,9 +4,9 @@
 //! Throughput per core is records divided by CPU seconds (user + system, all threads), so a
 //! tool that uses more than one core gains nothing from it. The conversions run `--runs` times,
 //! sluice and the baselines taking turns, and each tool's median run (by CPU time) is reported
-//! with the spread and the ratio of each round: one run of each moves by several percent. sluice's own `cpu_s`/`elapsed_s`
-//! from `sluice ingest --json` are used when present (they exclude process start-up); else the
-//! process's rusage. The baselines time only the conversion inside Python.
+//! with the spread and the ratio of each round: one run of each moves by several percent.
+//! sluice's own `cpu_s`/`elapsed_s` from `sluice ingest --json` are used when present (they
+//! exclude process start-up); else the process's rusage. The baselines time only the conversion inside Python.
 //! Peak RSS is measured as described in [`crate::measure`].
 //!
 //! "agent → emulator": `sluice agent --json` sends a generated file to a fresh Kinesis stream on
@@ -759,7 +759,11 @@ fn print_table(report: &Report<'_>) {
     );
 }
 
-fn print_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&RunnerRun>)) {
+fn print_json(report: &Report<'_>, agent_and_runner: (&[AgentRun], Option<&RunnerRun>)) {
+    println!("{}", report_json(report, agent_and_runner));
+}
+
+fn report_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&RunnerRun>)) -> Value {
     let tools: Vec<Value> = report
         .results
         .iter()
@@ -780,15 +784,15 @@ fn print_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&Runner
             })
         })
         .collect();
-    let out = json!({
+    json!({
         "records": report.args.records,
-        "report.input_bytes": report.input_bytes,
+        "input_bytes": report.input_bytes,
         "runs": report.args.runs,
         "tools": tools,
         "ratio_vs_duckdb_per_round": report.ratios,
         "batch": {
             "records": report.args.batch_records,
-            "report.input_bytes": report.batch_bytes,
+            "input_bytes": report.batch_bytes,
             "peak_rss_bytes": report.usage.max_rss_bytes,
             "wall_s": report.usage.wall_s,
             "cpu_s": report.usage.cpu_s,
@@ -815,8 +819,7 @@ fn print_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&Runner
             "ingest_records_per_sec_per_core": INGEST_TARGET_PER_CORE,
             "batch_peak_rss_bytes": RSS_TARGET_BYTES,
         },
-    });
-    println!("{out}");
+    })
 }
 
 #[cfg(test)]
@@ -865,6 +868,48 @@ mod tests {
             spread(&medians[0].cpu_s_runs),
             "median of 3 runs, cpu s 0.70-0.90"
         );
+    }
+
+    #[test]
+    fn json_report_names_input_sizes_rounds_and_each_tools_runs() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BenchArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from(["bench", "--json"]);
+        let rounds = vec![
+            vec![run("sluice ingest", 0.7), run("DuckDB (1 thread)", 2.2)],
+            vec![run("sluice ingest", 0.8), run("DuckDB (1 thread)", 2.1)],
+        ];
+        let ratios = ratio_per_round(&rounds);
+        let results = median_runs(rounds);
+        let usage = Usage {
+            wall_s: 0.1,
+            cpu_s: 0.1,
+            max_rss_bytes: 23 << 20,
+        };
+        let report = Report {
+            args: &cli.args,
+            input_bytes: 400_000,
+            results: &results,
+            ratios: &ratios,
+            duckdb: per_core_of(&results, "DuckDB"),
+            batch_bytes: 6_000,
+            usage: &usage,
+        };
+        let json = report_json(&report, (&[], None));
+        assert_eq!(json["records"], 1_000_000);
+        assert_eq!(json["input_bytes"], 400_000);
+        assert_eq!(json["runs"], 3);
+        assert_eq!(json["batch"]["input_bytes"], 6_000);
+        assert_eq!(json["batch"]["peak_rss_bytes"], 23 << 20);
+        assert_eq!(
+            json["ratio_vs_duckdb_per_round"].as_array().map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(json["tools"][0]["tool"], "sluice ingest");
+        assert_eq!(json["tools"][0]["cpu_s_runs"], json!([0.7, 0.8]));
     }
 
     #[test]

@@ -199,8 +199,8 @@ fn splits_objects_by_tenant_and_hour() {
 
 #[test]
 fn interleaved_tenants_and_hours_each_get_exactly_their_own_rows() {
-    // More (tenant, hour) groups than the encoder keeps hints for, names sharing a long prefix,
-    // and every record in a different group from the one before.
+    // 160 (tenant, hour) groups in one batch, names sharing a long prefix, and every record in
+    // a different group from the one before.
     let tenants: Vec<String> = (0..80).map(|i| format!("customer-tenant-{i:02}")).collect();
     let hours = ["2024-05-01T11:30:00Z", "2024-05-01T12:30:00Z"];
     let mut records = Vec::new();
