@@ -64,7 +64,7 @@ FUNCTIONS = {
     "RegistryFunction": ("sluice-registry", "registry"),
 }
 
-# The canonical record (DESIGN.md section 3), minus `tenant`, which is a partition key.
+# The canonical record (docs/ARCHITECTURE.md section 3), minus `tenant`, which is a partition key.
 LOGS_COLUMNS = [
     ("ts", "timestamp"),
     ("received_at", "timestamp"),

@@ -31,7 +31,7 @@ use crate::measure::{self, Usage};
 use crate::util::{self, note};
 use crate::venv;
 
-/// Targets from DESIGN.md §6.
+/// Targets from docs/ARCHITECTURE.md §6.
 const INGEST_TARGET_PER_CORE: f64 = 1_000_000.0;
 const RSS_TARGET_BYTES: u64 = 64 * 1024 * 1024;
 const RATIO_TARGET: f64 = 3.0;

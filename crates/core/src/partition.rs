@@ -1,4 +1,4 @@
-//! Storage keys (DESIGN.md §3), Hive style so Athena, DuckDB and Spark read them as they are.
+//! Storage keys (docs/ARCHITECTURE.md §3), Hive style so Athena, DuckDB and Spark read them as they are.
 
 use crate::normalize::timestamp::civil_from_days;
 

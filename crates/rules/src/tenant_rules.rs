@@ -2,7 +2,7 @@
 //! status) and the runner the evaluator uses (load a tenant's accepted rules from `compiled/` and
 //! evaluate them).
 //!
-//! Layout (DESIGN.md §3): tenants write `rules/<tenant>/<rule>/module.wasm` and `rule.toml`; the
+//! Layout (docs/ARCHITECTURE.md §3): tenants write `rules/<tenant>/<rule>/module.wasm` and `rule.toml`; the
 //! registry writes `rules/<tenant>/<rule>/status.json` and, only for accepted rules,
 //! `compiled/<engine fingerprint>/<tenant>/<rule>.cwasm`. Only that prefix is ever deserialised.
 

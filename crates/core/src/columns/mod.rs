@@ -1,4 +1,4 @@
-//! The canonical schema (DESIGN.md §3) and the column builder rows are appended to.
+//! The canonical schema (docs/ARCHITECTURE.md §3) and the column builder rows are appended to.
 
 mod storage;
 

@@ -1,4 +1,4 @@
-//! Normalisation: one JSON log event to the canonical fields of DESIGN.md §3.
+//! Normalisation: one JSON log event to the canonical fields of docs/ARCHITECTURE.md §3.
 //!
 //! Known fields are taken (under any of their aliases, flat, dotted or nested in `http`,
 //! `service`, …); every other field is copied, as its original JSON text, into `attrs`.

@@ -4,7 +4,7 @@
 //! dictionaries of the low-cardinality columns, a little level and delta encoding, and zstd
 //! with one reused context.
 //!
-//! The layout is the one DESIGN.md §6 tuned (parquet-rs's Arrow writer produced it before):
+//! The layout is the one docs/ARCHITECTURE.md §6 tuned (parquet-rs's Arrow writer produced it before):
 //! dictionaries for the low-cardinality columns (falling back to PLAIN when a dictionary outgrows
 //! [`DICTIONARY_LIMIT`]), DELTA_BINARY_PACKED timestamps, DELTA_LENGTH_BYTE_ARRAY trace and
 //! span ids, chunk statistics on everything but free text and ids, one row group, the Arrow

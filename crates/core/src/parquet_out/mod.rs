@@ -1,4 +1,4 @@
-//! The Parquet writers, tuned as DESIGN.md §6 measured.
+//! The Parquet writers, tuned as docs/ARCHITECTURE.md §6 measured.
 //!
 //! - [`LogFileWriter`] writes log rows straight from a [`crate::columns::ColumnBuilder`]: zstd,
 //!   dictionaries for the low-cardinality columns and for free text, ids and latencies
