@@ -631,6 +631,16 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         if short in ("aggregate", "evaluate"):
             env["SLUICE_WINDOW_SECONDS"] = p["TumblingWindowSeconds"]
             env["SLUICE_ALLOWED_LATENESS_SECONDS"] = p["AllowedLatenessSeconds"]
+        if short == "ingest":
+            # The ingest limits (sluice_core::ingest::INGEST_ENV), at their defaults.
+            env.update({
+                "SLUICE_MAX_RECORD_BYTES": "1048576",
+                "SLUICE_MAX_DECOMPRESSED_BYTES": "16777216",
+                "SLUICE_MAX_BATCH_DECODED_BYTES": "134217728",
+                "SLUICE_MAX_PAST_SECONDS": "2592000",
+                "SLUICE_MAX_FUTURE_SECONDS": "3600",
+                "SLUICE_ZSTD_LEVEL": "1",
+            })
         if short == "evaluate":
             # How long a quiet shard's first report may take follows aggregate's batching window.
             env["SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS"] = p["AggregateBatchingWindowSeconds"]

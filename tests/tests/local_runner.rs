@@ -20,7 +20,7 @@ use aws_sdk_s3::config::Credentials;
 use bytes::Bytes;
 use serde_json::Value;
 use sluice_core::BlobStore;
-use sluice_core::synth::{Generator, Incident, SynthConfig, SynthEvent};
+use sluice_core::synth::{Generator, Incident, Shape, SynthConfig, SynthEvent};
 use sluice_core::window::WindowConfig;
 use sluice_e2e::fault_proxy::FaultProxy;
 use sluice_e2e::{REGION, TestBucket, dead_letter_lines, endpoint, verify_parquet};
@@ -255,6 +255,7 @@ fn traffic(events: usize, tenants: usize, malformed_every: Option<usize>) -> Vec
         }),
         malformed_every,
         text_services: false,
+        shape: Shape::Uniform,
     })
     .collect()
 }

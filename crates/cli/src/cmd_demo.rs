@@ -17,7 +17,7 @@ use sluice_core::aggregate::{aggregate_records, store_partials};
 use sluice_core::embedded_stream::EmbeddedStream;
 use sluice_core::evaluate::{EvaluateConfig, Evaluator, WindowReport};
 use sluice_core::normalize::timestamp::format_rfc3339_ms;
-use sluice_core::synth::{Generator, Incident, SynthConfig, TENANTS};
+use sluice_core::synth::{Generator, Incident, Shape, SynthConfig, TENANTS};
 use sluice_core::window::{WindowAggregator, WindowConfig};
 use sluice_core::{BlobStore as _, IngestPipeline, IngestStats, LocalDirStore};
 use sluice_notify::receiver::{Received, Receiver};
@@ -92,6 +92,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         incident: Some(incident.clone()),
         malformed_every: Some(997),
         text_services: true,
+        shape: Shape::Uniform,
     };
     if !args.json {
         println!(

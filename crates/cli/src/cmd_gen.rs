@@ -6,7 +6,17 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use sluice_core::synth::{Generator, SynthConfig};
+use sluice_core::synth::{Generator, Shape, SynthConfig};
+
+/// How the JSON records are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ShapeArg {
+    /// Two fixed dialects, the same keys in the same order (the demo's traffic).
+    Uniform,
+    /// Per-service dialects and key orders, optional and nested fields, long and non-ASCII
+    /// messages (what `cargo xtask bench` measures on).
+    Varied,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct GenArgs {
@@ -25,6 +35,9 @@ pub struct GenArgs {
     /// Event time of the first record, ms since the epoch (default: one hour ago).
     #[arg(long)]
     start_ms: Option<i64>,
+    /// Record shape.
+    #[arg(long, value_enum, default_value = "uniform")]
+    shape: ShapeArg,
 }
 
 pub fn run(args: GenArgs) -> anyhow::Result<()> {
@@ -36,6 +49,10 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         start_ms: args.start_ms.unwrap_or(now - 3_600_000),
         duration_ms: 3_600_000,
         seed: args.seed,
+        shape: match args.shape {
+            ShapeArg::Uniform => Shape::Uniform,
+            ShapeArg::Varied => Shape::Varied,
+        },
         ..SynthConfig::default()
     };
     let sink: Box<dyn std::io::Write> = if args.out.as_os_str() == "-" {

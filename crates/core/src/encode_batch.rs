@@ -9,7 +9,7 @@ use crate::columns::{ColumnBuilder, Origin, Row};
 use crate::dead_letter::{self, DeadLetter};
 use crate::decode::cloudwatch::CloudWatchMapping;
 use crate::decode::json::same_short_bytes;
-use crate::decode::{DecodeLimits, Decoder, EventDefaults, EventSink};
+use crate::decode::{Budget, DecodeLimits, Decoder, EventDefaults, EventSink};
 use crate::error::{CoreError, RejectReason};
 use crate::ingest::{EncodedBatch, EncodedObject, IngestStats, ObjectKind};
 use crate::input::{RecordRef, StreamRecord};
@@ -28,6 +28,9 @@ pub struct IngestConfig {
     pub max_past_ms: i64,
     /// Events newer than this, relative to their record's arrival, are rejected.
     pub max_future_ms: i64,
+    /// The most bytes one batch decodes to (gzip and KPL expanded): the records after the cap
+    /// go, raw, to the dead letters as `batch_too_large` (docs/ARCHITECTURE.md §9).
+    pub max_batch_decoded_bytes: usize,
     pub parquet: ParquetOptions,
 }
 
@@ -38,8 +41,106 @@ impl Default for IngestConfig {
             cloudwatch: CloudWatchMapping::default(),
             max_past_ms: 30 * 86_400_000,
             max_future_ms: 3_600_000,
+            max_batch_decoded_bytes: DEFAULT_MAX_BATCH_DECODED_BYTES,
             parquet: ParquetOptions::default(),
         }
+    }
+}
+
+/// A batch's default cap on decoded bytes. Encoding holds about four times its decoded bytes
+/// at the peak (columns, pages, the file), so 128 MiB fits the ingest function's 1024 MB.
+pub const DEFAULT_MAX_BATCH_DECODED_BYTES: usize = 128 << 20;
+
+/// The environment variables [`IngestConfig::from_vars`] reads, each with what it sets.
+pub const INGEST_ENV: [(&str, &str); 7] = [
+    (
+        "SLUICE_MAX_RECORD_BYTES",
+        "largest record payload, bytes (1048576)",
+    ),
+    (
+        "SLUICE_MAX_DECOMPRESSED_BYTES",
+        "largest gzip payload once decompressed, bytes (16777216)",
+    ),
+    (
+        "SLUICE_MAX_BATCH_DECODED_BYTES",
+        "cap on one batch's decoded bytes (134217728)",
+    ),
+    (
+        "SLUICE_MAX_PAST_SECONDS",
+        "oldest accepted event time before arrival, seconds (2592000)",
+    ),
+    (
+        "SLUICE_MAX_FUTURE_SECONDS",
+        "newest accepted event time after arrival, seconds (3600)",
+    ),
+    ("SLUICE_ZSTD_LEVEL", "Parquet zstd level (1)"),
+    (
+        "SLUICE_CLOUDWATCH_MAPPING",
+        "log group rules: `PATTERN [tenant=T] [service=S]; ...`",
+    ),
+];
+
+impl IngestConfig {
+    /// The defaults, with every variable of [`INGEST_ENV`] that `var` has applied; an unusable
+    /// value is an error that names the variable.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, CoreError> {
+        fn number<T: std::str::FromStr>(
+            var: &impl Fn(&str) -> Option<String>,
+            name: &str,
+            into: &mut T,
+        ) -> Result<(), CoreError> {
+            if let Some(text) = var(name).filter(|t| !t.trim().is_empty()) {
+                *into = text.trim().parse().map_err(|_| {
+                    CoreError::Config(format!("{name}={text:?} is not a usable number"))
+                })?;
+            }
+            Ok(())
+        }
+        let mut c = Self::default();
+        let (mut past_s, mut future_s) = (c.max_past_ms / 1000, c.max_future_ms / 1000);
+        number(
+            &var,
+            "SLUICE_MAX_RECORD_BYTES",
+            &mut c.limits.max_record_bytes,
+        )?;
+        number(
+            &var,
+            "SLUICE_MAX_DECOMPRESSED_BYTES",
+            &mut c.limits.max_decompressed_bytes,
+        )?;
+        number(
+            &var,
+            "SLUICE_MAX_BATCH_DECODED_BYTES",
+            &mut c.max_batch_decoded_bytes,
+        )?;
+        number(&var, "SLUICE_MAX_PAST_SECONDS", &mut past_s)?;
+        number(&var, "SLUICE_MAX_FUTURE_SECONDS", &mut future_s)?;
+        number(&var, "SLUICE_ZSTD_LEVEL", &mut c.parquet.zstd_level)?;
+        if let Some(spec) = var("SLUICE_CLOUDWATCH_MAPPING") {
+            c.cloudwatch = CloudWatchMapping::parse(&spec)
+                .map_err(|e| CoreError::Config(format!("SLUICE_CLOUDWATCH_MAPPING: {e}")))?;
+        }
+        if past_s < 0 || future_s < 0 {
+            return Err(CoreError::Config(
+                "SLUICE_MAX_PAST_SECONDS and SLUICE_MAX_FUTURE_SECONDS must not be negative".into(),
+            ));
+        }
+        (c.max_past_ms, c.max_future_ms) =
+            (past_s.saturating_mul(1000), future_s.saturating_mul(1000));
+        if c.max_batch_decoded_bytes < c.limits.max_decompressed_bytes {
+            return Err(CoreError::Config(format!(
+                "SLUICE_MAX_BATCH_DECODED_BYTES ({}) must be at least SLUICE_MAX_DECOMPRESSED_BYTES ({}), \
+                 or one record could never fit a batch",
+                c.max_batch_decoded_bytes, c.limits.max_decompressed_bytes
+            )));
+        }
+        if !(1..=22).contains(&c.parquet.zstd_level) {
+            return Err(CoreError::Config(format!(
+                "SLUICE_ZSTD_LEVEL={} is outside zstd's levels 1 to 22",
+                c.parquet.zstd_level
+            )));
+        }
+        Ok(c)
     }
 }
 
@@ -223,6 +324,8 @@ pub struct BatchEncoder<'c> {
     rows_hint: usize,
     stats: IngestStats,
     first: Option<First>,
+    /// Bytes the batch's records decoded to so far, against `max_batch_decoded_bytes`.
+    decoded: usize,
 }
 
 impl std::fmt::Debug for BatchEncoder<'_> {
@@ -255,6 +358,7 @@ impl<'c> BatchEncoder<'c> {
             rows_hint: rows_hint(expected_records),
             stats: IngestStats::default(),
             first: None,
+            decoded: 0,
         }
     }
 
@@ -293,7 +397,12 @@ impl<'c> BatchEncoder<'c> {
             rejected: &mut stats.rejected,
             spare: &mut self.scratch.builders,
         };
-        self.decoder.decode(record.data, &mut sink);
+        let limit = self.config.max_batch_decoded_bytes;
+        let budget = Budget {
+            left: limit.saturating_sub(self.decoded),
+            limit,
+        };
+        self.decoded += self.decoder.decode_within(record.data, &mut sink, budget);
         self.last_group = sink.last_group;
     }
 

@@ -33,6 +33,10 @@ pub enum RejectReason {
     /// A KPL aggregated record is malformed or its MD5 does not match.
     #[error("corrupt KPL aggregate: {detail}")]
     CorruptKpl { detail: String },
+    /// The batch had already decoded its limit of bytes (gzip and KPL expand) when this
+    /// record came: it is kept, raw, with the dead letters instead of being decoded.
+    #[error("the batch decoded more than its {limit}-byte limit before this record")]
+    BatchTooLarge { limit: usize },
 }
 
 impl RejectReason {
@@ -48,6 +52,7 @@ impl RejectReason {
             Self::TimestampOutOfRange { .. } => "timestamp_out_of_range",
             Self::CorruptGzip { .. } => "corrupt_gzip",
             Self::CorruptKpl { .. } => "corrupt_kpl",
+            Self::BatchTooLarge { .. } => "batch_too_large",
         }
     }
 }

@@ -18,7 +18,8 @@ use crate::input::StreamRecord;
 use crate::store::BlobStore;
 
 pub use crate::encode_batch::{
-    BatchEncoder, EncodeScratch, IngestConfig, encode_batch, encode_batch_with,
+    BatchEncoder, DEFAULT_MAX_BATCH_DECODED_BYTES, EncodeScratch, INGEST_ENV, IngestConfig,
+    encode_batch, encode_batch_with,
 };
 
 /// Which kind of object an [`EncodedObject`] is.

@@ -679,3 +679,123 @@ async fn an_encoder_with_no_records_stores_nothing() -> Result<(), StoreError> {
     assert!(store.list("").await?.is_empty());
     Ok(())
 }
+
+#[test]
+fn records_past_the_batch_decoded_cap_are_dead_lettered_whole_and_the_rest_stored() {
+    // Gzip records that expand 1000 times: each decodes to a little over 1 MiB.
+    let line = format!(r#"{{"tenant":"acme","msg":"{}"}}"#, "z".repeat(1000));
+    let expanding = gzip(format!("{line}\n").repeat(1050).as_bytes());
+    assert!(expanding.len() < 20_000, "{}", expanding.len());
+    let mut records: Vec<StreamRecord> = (1..=10)
+        .map(|i| record(i, "acme/api", expanding.clone()))
+        .collect();
+    records.push(record(11, "acme/api", r#"{"tenant":"acme","msg":"small"}"#));
+    let config = IngestConfig {
+        max_batch_decoded_bytes: 4 << 20,
+        ..IngestConfig::default()
+    };
+    let batch = IngestPipeline::new(config)
+        .encode(&records, ARRIVAL)
+        .expect("batch encodes");
+    // Three records (3.2 MiB) fit; the fourth would pass 4 MiB, so it and every later
+    // expanding record go to the dead letters, raw; the small last record still fits.
+    assert_eq!(batch.stats.rows, 3 * 1050 + 1);
+    let letters = dead_letters(&batch);
+    assert_eq!(letters.len(), 7);
+    for (letter, want_seq) in letters.iter().zip(4..) {
+        assert_eq!(letter.reason_kind, "batch_too_large");
+        assert!(
+            letter.reason.contains("4194304-byte limit"),
+            "{}",
+            letter.reason
+        );
+        assert_eq!(letter.sequence_number, format!("4959{want_seq:040}"));
+        assert_eq!(
+            letter.raw().ok(),
+            Some(expanding.clone()),
+            "kept raw, not decoded"
+        );
+    }
+    assert_eq!(batch.stats.rejected.get("batch_too_large"), Some(&7));
+}
+
+#[test]
+fn plain_records_count_against_the_batch_cap_by_their_size() {
+    let big = format!(r#"{{"tenant":"acme","msg":"{}"}}"#, "y".repeat(600_000));
+    let records: Vec<StreamRecord> = (1..=4)
+        .map(|i| record(i, "acme/api", big.clone()))
+        .collect();
+    let config = IngestConfig {
+        max_batch_decoded_bytes: 1 << 20,
+        ..IngestConfig::default()
+    };
+    let batch = IngestPipeline::new(config)
+        .encode(&records, ARRIVAL)
+        .expect("batch encodes");
+    assert_eq!(batch.stats.rows, 1);
+    assert_eq!(batch.stats.rejected.get("batch_too_large"), Some(&3));
+}
+
+#[test]
+fn ingest_config_reads_its_limits_from_the_environment() -> Result<(), sluice_core::CoreError> {
+    let vars = [
+        ("SLUICE_MAX_RECORD_BYTES", "2048"),
+        ("SLUICE_MAX_DECOMPRESSED_BYTES", "4096"),
+        ("SLUICE_MAX_BATCH_DECODED_BYTES", "65536"),
+        ("SLUICE_MAX_PAST_SECONDS", "60"),
+        ("SLUICE_MAX_FUTURE_SECONDS", "5"),
+        ("SLUICE_ZSTD_LEVEL", "3"),
+        ("SLUICE_CLOUDWATCH_MAPPING", "/ecs/{tenant}/{service}"),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let c = IngestConfig::from_vars(lookup)?;
+    assert_eq!(c.limits.max_record_bytes, 2048);
+    assert_eq!(c.limits.max_decompressed_bytes, 4096);
+    assert_eq!(c.max_batch_decoded_bytes, 65536);
+    assert_eq!((c.max_past_ms, c.max_future_ms), (60_000, 5_000));
+    assert_eq!(c.parquet.zstd_level, 3);
+    assert_eq!(
+        c.cloudwatch.map("/ecs/acme/api").tenant.as_deref(),
+        Some("acme")
+    );
+    // Every documented variable is one from_vars reads.
+    for (name, _) in sluice_core::ingest::INGEST_ENV {
+        assert!(vars.iter().any(|(k, _)| *k == name), "{name} untested");
+    }
+    // Nothing set: the defaults.
+    let d = IngestConfig::from_vars(|_| None)?;
+    assert_eq!(
+        d.max_batch_decoded_bytes,
+        sluice_core::ingest::DEFAULT_MAX_BATCH_DECODED_BYTES
+    );
+    Ok(())
+}
+
+#[test]
+fn ingest_config_names_the_variable_that_is_unusable() {
+    for (name, value, want) in [
+        (
+            "SLUICE_MAX_BATCH_DECODED_BYTES",
+            "lots",
+            "SLUICE_MAX_BATCH_DECODED_BYTES=\"lots\"",
+        ),
+        ("SLUICE_MAX_BATCH_DECODED_BYTES", "1024", "must be at least"),
+        ("SLUICE_ZSTD_LEVEL", "0", "outside zstd's levels"),
+        ("SLUICE_MAX_PAST_SECONDS", "-1", "must not be negative"),
+        (
+            "SLUICE_CLOUDWATCH_MAPPING",
+            "/x bogus=1",
+            "SLUICE_CLOUDWATCH_MAPPING",
+        ),
+    ] {
+        let err = IngestConfig::from_vars(|k| (k == name).then(|| value.to_owned()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(want), "{name}={value}: {err:?}");
+    }
+}

@@ -175,7 +175,9 @@ impl Runner {
             None => Arc::new(LogOnly),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let ingest = IngestConfig::default();
+        // The ingest function's limits, from the same environment variables as on Lambda.
+        let ingest = IngestConfig::from_vars(|name| std::env::var(name).ok())
+            .map_err(|e| LocalError::Config(e.to_string()))?;
         let mut aggregate_mapping = config.aggregate.clone();
         aggregate_mapping.tumbling_window = Some(Duration::from_millis(
             u64::try_from(config.window.window_ms).unwrap_or(60_000),

@@ -6,6 +6,9 @@
 //! - `SLUICE_ENDPOINT_URL` or `AWS_ENDPOINT_URL` (optional): an S3 endpoint override (moto,
 //!   LocalStack); S3 then uses path-style addressing;
 //! - `SLUICE_AWS_MAX_ATTEMPTS` (optional): attempts per S3 call, standard retry mode;
+//! - the ingest limits of `sluice_core::ingest::INGEST_ENV` (optional): record, decompressed
+//!   and per-batch decoded byte caps, accepted event-time range, zstd level, CloudWatch
+//!   log-group mapping (documented in `infra/template.yaml`);
 //! - `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL` (optional): log filter, `info` by default.
 //!
 //! Logs are JSON lines on stdout; each batch also prints one CloudWatch EMF metrics line.
@@ -32,7 +35,15 @@ async fn main() -> anyhow::Result<()> {
         AwsSettings::from_env().context("reading the AWS settings from the environment")?;
     let sdk_config = load_sdk_config(&settings).await;
     let store = S3BlobStore::new(s3_client(&sdk_config), bucket);
-    let pipeline = IngestPipeline::new(IngestConfig::default());
+    let config = IngestConfig::from_vars(|name| std::env::var(name).ok())
+        .context("reading the ingest limits from the environment")?;
+    tracing::info!(
+        max_record_bytes = config.limits.max_record_bytes,
+        max_decompressed_bytes = config.limits.max_decompressed_bytes,
+        max_batch_decoded_bytes = config.max_batch_decoded_bytes,
+        "ingest limits"
+    );
+    let pipeline = IngestPipeline::new(config);
     tracing::info!(
         bucket = store.bucket(),
         endpoint_url = sdk_config.endpoint_url(),

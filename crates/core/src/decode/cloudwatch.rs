@@ -34,15 +34,26 @@ pub fn is_gzip(data: &[u8]) -> bool {
     data.starts_with(&[0x1f, 0x8b])
 }
 
+/// Why [`gunzip_capped`] gave up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GunzipError {
+    /// The data would decompress to more than the limit (it stopped there).
+    #[error("decompresses to more than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The data is not valid gzip.
+    #[error("gzip: {0}")]
+    Corrupt(String),
+}
+
 /// Decompresses gzip, refusing to produce more than `limit` bytes (a gzip bomb stops there).
-pub fn gunzip_capped(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+pub fn gunzip_capped(data: &[u8], limit: usize) -> Result<Vec<u8>, GunzipError> {
     let mut out = Vec::with_capacity((data.len() * 8).min(limit));
     let mut decoder = flate2::read::MultiGzDecoder::new(data).take(limit as u64 + 1);
     decoder
         .read_to_end(&mut out)
-        .map_err(|e| format!("gzip: {e}"))?;
+        .map_err(|e| GunzipError::Corrupt(e.to_string()))?;
     if out.len() > limit {
-        return Err(format!("decompresses to more than {limit} bytes"));
+        return Err(GunzipError::TooLarge { limit });
     }
     Ok(out)
 }
@@ -217,7 +228,10 @@ mod tests {
         }
         let bomb = gz.finish().expect("in-memory gzip");
         assert!(bomb.len() < 100_000, "the bomb is small: {}", bomb.len());
-        let err = gunzip_capped(&bomb, 8 << 20).err().unwrap_or_default();
+        let err = gunzip_capped(&bomb, 8 << 20)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("more than 8388608 bytes"), "{err}");
     }
 }

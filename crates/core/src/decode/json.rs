@@ -4,6 +4,11 @@
 //! know, and copy the raw text of every other value as it is (that is how unknown fields reach
 //! `attrs` without being parsed and printed again). Strings borrow from the input unless they
 //! contain escapes. The input must already be valid UTF-8; the scanner only checks JSON syntax.
+//!
+//! It is strict (docs/ARCHITECTURE.md §9): it accepts exactly the texts RFC 8259 allows, at
+//! every depth, including inside values it only skips and copies. So whatever it hands out as
+//! raw text is valid JSON. `crates/core/tests/json_differential.rs` proves the verdicts and
+//! values against `serde_json`.
 
 use std::borrow::Cow;
 
@@ -288,7 +293,7 @@ impl<'a> Scanner<'a> {
         Ok(self.slice_from(start))
     }
 
-    fn literal(&mut self, word: &'static str, value: Value<'a>) -> Result<Value<'a>, JsonError> {
+    fn literal<T>(&mut self, word: &'static str, value: T) -> Result<T, JsonError> {
         if self.src[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(value)
@@ -297,39 +302,84 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Reads the number at the position (which must start with `-` or a digit) as its text.
+    /// Reads the number at the position (which must start with `-` or a digit) as its text:
+    /// exactly RFC 8259's grammar, `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, and
+    /// not followed by another byte a number could be made of (`007`, `1-2`, `1.2.3`).
     pub fn number(&mut self) -> Result<&'a str, JsonError> {
         let start = self.pos;
         let b = self.bytes();
-        let mut end = start;
-        while b.get(end).is_some_and(|&c| NUMBER_BYTES[usize::from(c)]) {
-            end += 1;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = start + usize::from(b.get(start) == Some(&b'-'));
+        i = match b.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits(i + 1),
+            _ => return Err(self.number_error(i)),
+        };
+        if b.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            if end == i + 1 {
+                return Err(self.number_error(end));
+            }
+            i = end;
         }
-        self.pos = end;
-        // A number ends in a digit (which also rules out a lone `-` and an empty text).
-        if end == start || !b[end - 1].is_ascii_digit() {
-            return Err(self.err("invalid number"));
+        let int_digits = i - start;
+        let mut exponent = false;
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            exponent = true;
+            i += 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+            let end = digits(i);
+            if end == i {
+                return Err(self.number_error(end));
+            }
+            i = end;
         }
-        Ok(self.slice_from(start))
+        if b.get(i).is_some_and(|&c| NUMBER_BYTES[usize::from(c)]) {
+            return Err(self.number_error(i));
+        }
+        self.pos = i;
+        let text = self.slice_from(start);
+        // Only an exponent or more than 300 digits can take a number past f64's range, which
+        // serde_json (and most readers of `attrs`) refuse: so do we.
+        if (exponent || int_digits > 300) && text.parse::<f64>().is_ok_and(f64::is_infinite) {
+            self.pos = start;
+            return Err(self.err("number out of range"));
+        }
+        Ok(text)
     }
 
-    /// Skips a string, escapes included, leaving the position after its closing quote.
+    #[cold]
+    fn number_error(&mut self, at: usize) -> JsonError {
+        self.pos = at;
+        self.err("invalid number")
+    }
+
+    /// Skips a string, escapes included (each checked), leaving the position after its closing
+    /// quote.
     fn skip_string(&mut self) -> Result<(), JsonError> {
         let b = self.bytes();
-        let mut i = self.pos + 1;
-        while let Some(at) = find_quote_or_backslash(b, i) {
-            i = at;
-            if b[i] == b'"' {
-                self.pos = i + 1;
-                return Ok(());
-            }
-            i += 2;
-            if i > b.len() {
-                break;
+        self.pos += 1;
+        loop {
+            let Some(at) = find_string_special(b, self.pos) else {
+                self.pos = b.len();
+                return Err(self.err("unterminated string"));
+            };
+            self.pos = at;
+            match b[at] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => {
+                    self.escape()?;
+                }
+                _ => return Err(self.err("control character in string")),
             }
         }
-        self.pos = b.len();
-        Err(self.err("unterminated string"))
     }
 
     /// The string at the position (which must be its opening quote) when it has no escapes,
@@ -342,7 +392,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let start = self.pos + 1;
-        let end = find_quote_or_backslash(b, start)?;
+        let end = find_string_special(b, start)?;
         if b[end] != b'"' {
             return None;
         }
@@ -381,91 +431,153 @@ impl<'a> Scanner<'a> {
     fn unescape_into(&mut self, out: &mut String) -> Result<(), JsonError> {
         let b = self.bytes();
         loop {
-            let Some(off) = memchr::memchr2(b'"', b'\\', &b[self.pos..]) else {
+            let Some(at) = find_string_special(b, self.pos) else {
                 self.pos = b.len();
                 return Err(self.err("unterminated string"));
             };
-            out.push_str(&self.src[self.pos..self.pos + off]);
-            self.pos += off;
-            if b[self.pos] == b'"' {
-                self.pos += 1;
-                return Ok(());
-            }
-            let esc = *b
-                .get(self.pos + 1)
-                .ok_or_else(|| self.err("unterminated escape"))?;
-            self.pos += 2;
-            match esc {
-                b'"' => out.push('"'),
-                b'\\' => out.push('\\'),
-                b'/' => out.push('/'),
-                b'b' => out.push('\u{8}'),
-                b'f' => out.push('\u{c}'),
-                b'n' => out.push('\n'),
-                b'r' => out.push('\r'),
-                b't' => out.push('\t'),
-                b'u' => {
-                    let hi = self.hex4()?;
-                    let c = if (0xD800..0xDC00).contains(&hi) {
-                        if !self.src[self.pos..].starts_with("\\u") {
-                            return Err(self.err("lone surrogate"));
-                        }
-                        self.pos += 2;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..0xE000).contains(&lo) {
-                            return Err(self.err("invalid surrogate pair"));
-                        }
-                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-                    } else {
-                        char::from_u32(hi)
-                    };
-                    out.push(c.ok_or_else(|| self.err("invalid \\u escape"))?);
+            out.push_str(&self.src[self.pos..at]);
+            self.pos = at;
+            match b[at] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
                 }
-                _ => return Err(self.err("invalid escape")),
+                b'\\' => out.push(self.escape()?),
+                _ => return Err(self.err("control character in string")),
             }
         }
     }
 
+    /// Reads the escape at the position (its backslash) and steps past it: one of the eight
+    /// single-character escapes, or `\uXXXX` (a high surrogate must be followed by an escaped
+    /// low one; a lone surrogate is refused, as `serde_json` refuses it).
+    fn escape(&mut self) -> Result<char, JsonError> {
+        let b = self.bytes();
+        let Some(&esc) = b.get(self.pos + 1) else {
+            self.pos = b.len();
+            return Err(self.err("unterminated escape"));
+        };
+        self.pos += 2;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                if (0xD800..0xDC00).contains(&hi) {
+                    if b.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                        return Err(self.err("lone surrogate"));
+                    }
+                    self.pos += 2;
+                    let lo = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(self.err("invalid surrogate pair"));
+                    }
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        .ok_or_else(|| self.err("invalid \\u escape"))?
+                } else {
+                    char::from_u32(hi).ok_or_else(|| self.err("lone surrogate"))?
+                }
+            }
+            _ => {
+                self.pos -= 1;
+                return Err(self.err("invalid escape"));
+            }
+        };
+        Ok(c)
+    }
+
+    /// Four hex digits (exactly: no sign, no fewer).
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let digits = self
-            .src
+            .bytes()
             .get(self.pos..self.pos + 4)
             .ok_or_else(|| self.err("short \\u escape"))?;
-        let v = u32::from_str_radix(digits, 16).map_err(|_| self.err("invalid \\u escape"))?;
+        let mut v = 0;
+        for &d in digits {
+            let nibble = match d {
+                b'0'..=b'9' => d - b'0',
+                b'a'..=b'f' => d - b'a' + 10,
+                b'A'..=b'F' => d - b'A' + 10,
+                _ => return Err(self.err("invalid \\u escape")),
+            };
+            v = v << 4 | u32::from(nibble);
+        }
         self.pos += 4;
         Ok(v)
     }
 
-    /// Skips an object or array without recursion, checking brackets and strings.
+    /// Skips an object or array without recursion, checking it as strictly as the rest: every
+    /// key, colon, comma and value where the grammar puts them, at every depth.
     fn skip_container(&mut self) -> Result<(), JsonError> {
-        let b = self.bytes();
+        // The closing bracket of each open container, innermost last.
         let mut stack = [0u8; MAX_DEPTH];
         let mut depth = 0usize;
-        while self.pos < b.len() {
-            match b[self.pos] {
-                open @ (b'{' | b'[') => {
+        // At a value.
+        'value: loop {
+            match self.peek() {
+                Some(open @ (b'{' | b'[')) => {
                     if depth == MAX_DEPTH {
                         return Err(self.err("nesting too deep"));
                     }
-                    stack[depth] = if open == b'{' { b'}' } else { b']' };
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    stack[depth] = close;
                     depth += 1;
                     self.pos += 1;
-                }
-                close @ (b'}' | b']') => {
-                    if depth == 0 || stack[depth - 1] != close {
-                        return Err(self.err("mismatched bracket"));
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                        depth -= 1;
+                    } else {
+                        if close == b'}' {
+                            self.member_key()?;
+                        }
+                        continue 'value;
                     }
-                    depth -= 1;
-                    self.pos += 1;
-                    if depth == 0 {
-                        return Ok(());
-                    }
                 }
-                b'"' => self.skip_string()?,
-                _ => self.pos += 1,
+                Some(b'"') => self.skip_string()?,
+                Some(b't') => self.literal("true", ())?,
+                Some(b'f') => self.literal("false", ())?,
+                Some(b'n') => self.literal("null", ())?,
+                Some(b'-' | b'0'..=b'9') => self.number().map(drop)?,
+                Some(_) => return Err(self.err("unexpected character")),
+                None => return Err(self.err("unexpected end of input")),
             }
+            // After a value: a comma and the next member or element, or closing brackets.
+            while depth > 0 {
+                let close = stack[depth - 1];
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if close == b'}' {
+                            self.member_key()?;
+                        }
+                        continue 'value;
+                    }
+                    Some(c) if c == close => {
+                        self.pos += 1;
+                        depth -= 1;
+                    }
+                    Some(_) if close == b'}' => return Err(self.err("expected ',' or '}'")),
+                    Some(_) => return Err(self.err("expected ',' or ']'")),
+                    None => return Err(self.err("unterminated object or array")),
+                }
+            }
+            return Ok(());
         }
-        Err(self.err("unterminated object or array"))
+    }
+
+    /// Skips a member's key and its colon.
+    fn member_key(&mut self) -> Result<(), JsonError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.err("expected a quoted key"));
+        }
+        self.skip_string()?;
+        self.expect(b':', "expected ':' after key")
     }
 }
 
@@ -587,19 +699,19 @@ fn word<const N: usize>(s: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-/// The first `"` or `\\` at or after `from`. Keys and most values are short, so the first
-/// bytes are searched sixteen at a time in a vector register (SSE2 on x86-64, NEON on arm64:
-/// both always present, no set-up), the last few eight at a time in a general register (SWAR);
-/// the rest of a long string goes to memchr.
+/// The first byte at or after `from` that ends a string's plain run: `"`, `\\`, or a control
+/// character (below 0x20, which a JSON string may not hold raw). Keys and most values are
+/// short, so the first bytes are searched sixteen at a time in a vector register (SSE2 on
+/// x86-64, NEON on arm64: both always present, no set-up), the tail eight at a time in a
+/// general register (SWAR), the last few one at a time.
 #[inline]
-fn find_quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
+fn find_string_special(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    let short_end = b.len().min(from.saturating_add(64));
-    while i + 16 <= short_end {
+    while i + 16 <= b.len() {
         let Ok(chunk) = <&[u8; 16]>::try_from(&b[i..i + 16]) else {
             break;
         };
-        if let Some(at) = vector::first_quote_or_backslash(chunk) {
+        if let Some(at) = vector::first_string_special(chunk) {
             return Some(i + at);
         }
         i += 16;
@@ -608,39 +720,53 @@ fn find_quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const QUOTES: u64 = ONES * b'"' as u64;
     const BACKSLASHES: u64 = ONES * b'\\' as u64;
-    while i + 8 <= short_end {
+    const SPACES: u64 = ONES * b' ' as u64;
+    while i + 8 <= b.len() {
         let Ok(word) = <[u8; 8]>::try_from(&b[i..i + 8]) else {
             break;
         };
         let w = u64::from_le_bytes(word);
         let (q, s) = (w ^ QUOTES, w ^ BACKSLASHES);
-        // Each term marks the lowest zero byte exactly (higher marks may be false positives),
-        // so the lowest mark of either is the first match.
-        let hits = (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s) & HIGH;
+        // Each term marks the lowest matching byte exactly (higher marks may be false
+        // positives), so the lowest mark of any is the first match: a zero byte of `q` or `s`,
+        // or a byte of `w` below 0x20 (`w - 0x20` borrows into its high bit, which `w` lacks).
+        let hits =
+            (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | w.wrapping_sub(SPACES) & !w)
+                & HIGH;
         if hits != 0 {
             return Some(i + (hits.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    memchr::memchr2(b'"', b'\\', b.get(i..)?).map(|off| i + off)
+    b.get(i..)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < b' ')
+        .map(|off| i + off)
 }
 
-/// The first `"` or `\\` of sixteen bytes, with the vector unit every CPU of the target has.
+/// The first `"`, `\\` or control character of sixteen bytes, with the vector unit every CPU
+/// of the target has.
 mod vector {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    pub fn first_quote_or_backslash(chunk: &[u8; 16]) -> Option<usize> {
+    pub fn first_string_special(chunk: &[u8; 16]) -> Option<usize> {
         use std::arch::x86_64::{
-            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+            _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
         };
         #[allow(unsafe_code)]
         // SAFETY: SSE2 is part of x86-64, so its intrinsics run on every CPU of the target; the
         // unaligned load reads exactly `chunk`'s 16 bytes.
         let mask = unsafe {
             let v = _mm_loadu_si128(chunk.as_ptr().cast());
+            // Unsigned `v <= 0x1f` is `min(v, 0x1f) == v` (SSE2 has no unsigned compare).
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
             let hits = _mm_or_si128(
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
-                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+                ),
+                control,
             );
             // One bit per byte, byte 0 lowest.
             _mm_movemask_epi8(hits) as u32
@@ -650,9 +776,9 @@ mod vector {
 
     #[cfg(target_arch = "aarch64")]
     #[inline(always)]
-    pub fn first_quote_or_backslash(chunk: &[u8; 16]) -> Option<usize> {
+    pub fn first_string_special(chunk: &[u8; 16]) -> Option<usize> {
         use std::arch::aarch64::{
-            vceqq_u8, vdupq_n_u8, vget_lane_u64, vld1q_u8, vorrq_u8, vreinterpret_u64_u8,
+            vceqq_u8, vcltq_u8, vdupq_n_u8, vget_lane_u64, vld1q_u8, vorrq_u8, vreinterpret_u64_u8,
             vreinterpretq_u16_u8, vshrn_n_u16,
         };
         #[allow(unsafe_code)]
@@ -661,8 +787,11 @@ mod vector {
         let mask = unsafe {
             let v = vld1q_u8(chunk.as_ptr());
             let hits = vorrq_u8(
-                vceqq_u8(v, vdupq_n_u8(b'"')),
-                vceqq_u8(v, vdupq_n_u8(b'\\')),
+                vorrq_u8(
+                    vceqq_u8(v, vdupq_n_u8(b'"')),
+                    vceqq_u8(v, vdupq_n_u8(b'\\')),
+                ),
+                vcltq_u8(v, vdupq_n_u8(b' ')),
             );
             // Each 16-bit lane shifted right by 4 and narrowed keeps the high half of its low
             // byte and the low half of its high byte: four bits per byte, byte 0 lowest.
@@ -674,8 +803,10 @@ mod vector {
 
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     #[inline(always)]
-    pub fn first_quote_or_backslash(chunk: &[u8; 16]) -> Option<usize> {
-        chunk.iter().position(|&c| c == b'"' || c == b'\\')
+    pub fn first_string_special(chunk: &[u8; 16]) -> Option<usize> {
+        chunk
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < b' ')
     }
 }
 
@@ -763,28 +894,117 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_first_quote_or_backslash_at_every_offset_and_length() {
-        for len in 0..80 {
+    fn finds_the_first_quote_backslash_or_control_character_at_every_offset_and_length() {
+        for len in 0..160 {
             for at in 0..=len {
-                for special in [b'"', b'\\'] {
-                    let mut text = vec![b'a'; len];
-                    // Bytes that are one bit away from the specials, and UTF-8 high bytes.
-                    for (i, c) in text.iter_mut().enumerate() {
-                        *c = [b'a', b'#', b'!', b']', 0xa2, 0xdc][i % 6];
-                    }
+                for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+                    // Bytes one bit away from the specials, the first byte past the control
+                    // range (space), DEL, and UTF-8 high bytes (negative as signed bytes).
+                    let mut text: Vec<u8> = (0..len)
+                        .map(|i| [b'a', b'#', b'!', b']', b' ', 0x7f, 0xa2, 0xdc, 0xff][i % 9])
+                        .collect();
                     if at < len {
                         text[at] = special;
                     }
                     let want = (at < len).then_some(at);
-                    assert_eq!(find_quote_or_backslash(&text, 0), want, "{len} {at}");
+                    assert_eq!(find_string_special(&text, 0), want, "{len} {at} {special}");
                     if at > 0 && at < len {
                         text[len - 1] = b'"';
-                        assert_eq!(find_quote_or_backslash(&text, 1), Some(at), "{len} {at}");
+                        assert_eq!(find_string_special(&text, 1), Some(at), "{len} {at}");
                     }
                 }
             }
         }
-        assert_eq!(find_quote_or_backslash(b"ab", 5), None);
+        assert_eq!(find_string_special(b"ab", 5), None);
+    }
+
+    #[test]
+    fn rejects_what_rfc_8259_does_not_allow_at_every_depth() {
+        // Each is wrong in a value the scanner only skips (copied to `attrs` as it is), as a
+        // member value, inside an array and inside a nested object.
+        for (bad, what) in [
+            ("1-2", "invalid number"),
+            ("007", "invalid number"),
+            ("-01", "invalid number"),
+            ("1.2.3", "invalid number"),
+            ("+1", "unexpected character"),
+            (".5", "unexpected character"),
+            ("1e+-5", "invalid number"),
+            ("0x1f", "expected ',' or"),
+            ("[1,,2]", "unexpected character"),
+            ("[1,]", "unexpected character"),
+            ("[,1]", "unexpected character"),
+            (r#"{"k":1,}"#, "expected a quoted key"),
+            (r#"{"k" 1}"#, "expected ':' after key"),
+            (r#"{"k":1 "j":2}"#, "expected ',' or '}'"),
+            (r#"{1:2}"#, "expected a quoted key"),
+            ("[1 2]", "expected ',' or ']'"),
+            ("[}", "unexpected character"),
+            ("[1}", "expected ',' or ']'"),
+            (r#""bad \q escape""#, "invalid escape"),
+            (r#""\u12g4""#, "invalid \\u escape"),
+            (r#""\u+abc""#, "invalid \\u escape"),
+            (r#""\udc00""#, "lone surrogate"),
+            (r#""\ud800\u0041""#, "invalid surrogate pair"),
+            ("\"tab\there\"", "control character in string"),
+            ("\"nul\u{0}\"", "control character in string"),
+            ("tru", "invalid literal"),
+            ("nul", "invalid literal"),
+            ("1e309", "number out of range"),
+            ("-1000000000e0000300", "number out of range"),
+        ] {
+            for wrapped in [
+                format!(r#"{{"a":{bad}}}"#),
+                format!(r#"{{"a":[0,{bad}]}}"#),
+                format!(r#"{{"a":{{"b":{{"c":{bad}}}}}}}"#),
+            ] {
+                let err = fields(&wrapped).err();
+                assert!(
+                    err.as_ref().is_some_and(|e| e.what.starts_with(what)),
+                    "{wrapped}: {err:?}, want {what}"
+                );
+                assert!(serde_json::from_str::<serde_json::Value>(&wrapped).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_control_characters_and_bad_escapes_in_keys_and_read_values() {
+        for bad in [
+            "{\"k\u{1}\":1}",
+            "{\"k\":\"a\u{1f}b\"}",
+            r#"{"k\x":1}"#,
+            r#"{"k":"a\xb"}"#,
+        ] {
+            assert!(fields(bad).is_err(), "{bad:?}");
+        }
+        // DEL and everything from a space up is allowed raw.
+        assert!(fields("{\"k\":\"a\u{7f} b\u{e9}\"}").is_ok());
+    }
+
+    #[test]
+    fn accepts_every_number_form_rfc_8259_allows() -> Result<(), JsonError> {
+        for good in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.5",
+            "10",
+            "1e5",
+            "1E5",
+            "1e+5",
+            "1e-5",
+            "0e0",
+            "-1.25E-07",
+        ] {
+            for wrapped in [
+                format!(r#"{{"n":{good}}}"#),
+                format!(r#"{{"n":[{good},{good}]}}"#),
+            ] {
+                fields(&wrapped)?;
+            }
+        }
+        Ok(())
     }
 
     #[test]

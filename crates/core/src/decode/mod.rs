@@ -36,6 +36,29 @@ impl Default for DecodeLimits {
     }
 }
 
+/// What is left of a batch's cap on decoded bytes, for [`Decoder::decode_within`].
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Bytes the record may still decode to.
+    pub left: usize,
+    /// The batch's whole cap, for the rejection's reason.
+    pub limit: usize,
+}
+
+impl Budget {
+    /// No cap.
+    pub fn unlimited() -> Self {
+        Self {
+            left: usize::MAX,
+            limit: usize::MAX,
+        }
+    }
+
+    fn exceeded(self) -> RejectReason {
+        RejectReason::BatchTooLarge { limit: self.limit }
+    }
+}
+
 /// Values an event inherits from its container when it does not carry them itself.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EventDefaults<'d> {
@@ -78,27 +101,54 @@ impl Decoder {
 
     /// Decodes one record payload.
     pub fn decode(&mut self, data: &[u8], sink: &mut impl EventSink) {
+        self.decode_within(data, sink, Budget::unlimited());
+    }
+
+    /// Decodes one record payload, if its decoded bytes fit in what is left of `budget` (a
+    /// batch's cap); returns the decoded bytes it took. A record that does not fit is
+    /// rejected whole with the budget's reason.
+    pub fn decode_within(
+        &mut self,
+        data: &[u8],
+        sink: &mut impl EventSink,
+        budget: Budget,
+    ) -> usize {
         if data.len() > self.limits.max_record_bytes {
             let reason = RejectReason::Oversized {
                 size: data.len(),
                 limit: self.limits.max_record_bytes,
             };
-            return sink.reject(None, reason, data);
+            sink.reject(None, reason, data);
+            return 0;
+        }
+        if data.len() > budget.left {
+            sink.reject(None, budget.exceeded(), data);
+            return 0;
         }
         let mut sub = 0u32;
         if cloudwatch::is_gzip(data) {
-            let unpacked = match cloudwatch::gunzip_capped(data, self.limits.max_decompressed_bytes)
-            {
+            let cap = self.limits.max_decompressed_bytes.min(budget.left);
+            let unpacked = match cloudwatch::gunzip_capped(data, cap) {
                 Ok(unpacked) => unpacked,
-                Err(detail) => {
-                    return sink.reject(None, RejectReason::CorruptGzip { detail }, data);
+                Err(cloudwatch::GunzipError::TooLarge { .. })
+                    if cap < self.limits.max_decompressed_bytes =>
+                {
+                    sink.reject(None, budget.exceeded(), data);
+                    return 0;
+                }
+                Err(e) => {
+                    let detail = e.to_string();
+                    sink.reject(None, RejectReason::CorruptGzip { detail }, data);
+                    return 0;
                 }
             };
             match cloudwatch::parse_envelope(&unpacked) {
                 Some(envelope) => self.cloudwatch_events(&envelope, sink),
                 None => self.plain(&unpacked, &EventDefaults::default(), &mut sub, sink, true),
             }
-        } else if kpl::is_aggregate(data) {
+            return unpacked.len();
+        }
+        if kpl::is_aggregate(data) {
             match kpl::decode(data) {
                 Ok(records) => {
                     for record in records {
@@ -117,6 +167,8 @@ impl Decoder {
         } else {
             self.plain(data, &EventDefaults::default(), &mut sub, sink, true);
         }
+        // A KPL aggregate's records are slices of it: it decodes to no more than its size.
+        data.len()
     }
 
     fn cloudwatch_events(&mut self, envelope: &cloudwatch::Envelope, sink: &mut impl EventSink) {
