@@ -91,7 +91,7 @@ fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
-fn apt_get(args: &[&str]) -> Result<()> {
+pub fn apt_get(args: &[&str]) -> Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()

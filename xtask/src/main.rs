@@ -25,6 +25,7 @@
 
 mod arm64;
 mod bench;
+mod browser;
 mod demo;
 mod emulator;
 mod infra;

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::arm64;
+use crate::browser;
 use crate::emulator::{self, Choice, Emulator};
 use crate::infra;
 use crate::steps::{Outcome, Steps};
@@ -44,6 +45,7 @@ const STEPS: &[&str] = &[
     PLUGINS,
     VENV,
     EMULATOR_UP,
+    browser::STEP,
     TESTS,
     EMULATOR_DOWN,
     arm64::STEP,
@@ -109,6 +111,7 @@ fn run_steps(steps: &mut Steps, args: &TestArgs) -> Result<()> {
             Ok(Outcome::Passed)
         }
     })?;
+    steps.run(browser::STEP, browser::ensure_chromium)?;
     steps.run(TESTS, || {
         workspace_tests(&endpoint, &tools, &args.test_args)?;
         Ok(Outcome::Passed)
@@ -210,6 +213,13 @@ pub fn test_env(endpoint: &str, tools: &Venv) -> Vec<(&'static str, String)> {
             .display()
             .to_string(),
     ));
+    env.push(("SLUICE_CHROMIUM", browser::CHROMIUM.to_owned()));
+    if let Ok(target) = util::target_dir() {
+        env.push((
+            "SLUICE_TEST_ARTIFACTS",
+            target.join("test-artifacts").display().to_string(),
+        ));
+    }
     env
 }
 

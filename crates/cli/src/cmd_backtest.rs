@@ -88,6 +88,10 @@ pub struct BacktestArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also write the replayed windows and where the rule would have fired as an HTML report
+    /// (the page `sluice report` writes, with this rule's alerts as the bands).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 /// The tenant configuration to apply: `--tenant-config`, else the data directory's own
@@ -254,6 +258,7 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     let mut state: Option<Vec<u8>> = None;
     let mut alerts: BTreeMap<String, AlertRecord> = BTreeMap::new();
     let mut events = Vec::new();
+    let mut replayed: Vec<(i64, Transition)> = Vec::new();
     let mut failures = Vec::new();
     let (mut fuel_total, mut fuel_max) = (0u64, 0u64);
     for window in windows.values() {
@@ -306,8 +311,24 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
             window.end_ms,
         );
         events.extend(transitions.iter().map(|t| Event::new(t, window)));
+        replayed.extend(transitions.into_iter().map(|t| (window.start_ms, t)));
     }
     progress.finish_and_clear();
+    if let Some(path) = &args.report {
+        let summaries: Vec<WindowSummary> = windows.values().cloned().collect();
+        let source = format!("a backtest of {rule_name} on {}", args.data);
+        let data = crate::cmd_report::data::ReportData::build(
+            &args.tenant,
+            source,
+            &summaries,
+            &replayed,
+            &[],
+        );
+        crate::cmd_report::write(&data, path)?;
+        if !args.json {
+            eprintln!("wrote the report {}", path.display());
+        }
+    }
 
     let evaluated = windows.len() - failures.len();
     let firing_at_end: Vec<&AlertRecord> = alerts

@@ -246,6 +246,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     alerts.show(&progress, receiver.take(), args.json);
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
+    // The incident tenant's windows and alerts as charts, from what the pipeline stored.
+    let report_path = args.out.join("report.html");
+    let report = runtime
+        .block_on(crate::cmd_report::load(
+            &store,
+            "",
+            &incident.tenant,
+            None,
+            None,
+            args.out.display().to_string(),
+        ))
+        .context("reading the stored windows for the report")?;
+    crate::cmd_report::write(&report, &report_path)?;
 
     if args.json {
         let mut summary = report::ingest_json(&total, elapsed);
@@ -255,6 +268,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         summary["windows_evaluated"] = windows_evaluated.into();
         summary["alerts_firing"] = alerts.firing.into();
         summary["alerts_resolved"] = alerts.resolved.into();
+        summary["report"] = report_path.display().to_string().into();
         println!("{summary}");
         return Ok(());
     }
@@ -274,6 +288,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ]);
     }
     println!("{tenants}");
+    println!(
+        "\nReport of {} (charts, alert bands, log patterns): {}",
+        incident.tenant,
+        report_path.display()
+    );
     print_next_steps(&args.out);
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! - `sluice rules`: scaffold, build, check, test and upload tenant alert rules.
 //! - `sluice alerts redrive`: re-send notifications that could not be delivered.
 //! - `sluice backtest`: replay a rule over stored window metrics.
+//! - `sluice report`: a tenant's windows and alerts as charts, in one self-contained HTML file.
 
 mod cmd_alerts;
 mod cmd_backtest;
@@ -18,6 +19,7 @@ mod cmd_demo;
 mod cmd_gen;
 mod cmd_ingest;
 mod cmd_local;
+mod cmd_report;
 mod cmd_rules;
 mod demo_rules;
 mod line_reader;
@@ -63,6 +65,9 @@ enum Command {
     /// Replay a rule over a tenant's stored window metrics: when would it have fired and resolved?
     #[command(long_about = cmd_backtest::LONG_ABOUT)]
     Backtest(cmd_backtest::BacktestArgs),
+    /// A tenant's windows and alerts as charts (error rate, 5xx, latency, alert bands, log
+    /// patterns) in one self-contained HTML file.
+    Report(cmd_report::ReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,5 +120,6 @@ fn run() -> anyhow::Result<()> {
         Command::Rules(args) => cmd_rules::run(args),
         Command::Alerts(args) => cmd_alerts::run(args),
         Command::Backtest(args) => cmd_backtest::run(args),
+        Command::Report(args) => cmd_report::run(args),
     }
 }

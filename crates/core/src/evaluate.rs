@@ -27,10 +27,10 @@ use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
 use crate::partition;
 use crate::store::{BlobStore, Precondition, StoreError};
-use crate::window::metrics_out;
 use crate::window::progress::{self, ShardProgress};
 use crate::window::summary::{KnownPatterns, WindowSummary};
 use crate::window::{TenantWindow, WindowConfig};
+use crate::window::{metrics_out, patterns_out};
 
 /// A rule a tenant has, as the rule store knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -478,6 +478,16 @@ impl Evaluator<'_> {
                 "application/vnd.apache.parquet",
             )
             .await?;
+        if !report.summary.patterns.is_empty() {
+            let patterns = patterns_out::encode(&report.summary)?;
+            self.data
+                .put(
+                    &patterns_out::patterns_key(tenant, window.start_ms),
+                    Bytes::from(patterns),
+                    "application/vnd.apache.parquet",
+                )
+                .await?;
+        }
         let config = self.tenant_config(tenant, &mut report).await?;
         let rules = match self.runner.rules(tenant).await {
             Ok(rules) => rules,

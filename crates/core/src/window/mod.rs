@@ -11,6 +11,7 @@
 mod aggregator;
 pub mod metrics_out;
 pub mod patterns;
+pub mod patterns_out;
 pub mod progress;
 pub mod sketch;
 pub mod summary;
