@@ -102,8 +102,7 @@ fn draw_panel(
     x_end: f64,
     label: &dyn Fn(&f64) -> String,
 ) -> DrawResult<(i32, i32)> {
-    let (title, y_desc, series): (&str, &str, Series) = match which
-    {
+    let (title, y_desc, series): (&str, &str, Series) = match which {
         0 => (
             "events and HTTP 5xx per window",
             "events",

@@ -583,20 +583,28 @@ impl<'a> Scanner<'a> {
 
 /// Keys longer than this are not remembered by a [`KeyMemo`].
 pub const MEMO_KEY_MAX: usize = 32;
-/// Members per object a [`KeyMemo`] remembers.
+/// Members per object a [`KeyMemo`] remembers by position.
 const MEMO_POSITIONS: usize = 64;
+/// Buckets of a [`KeyMemo`]'s table by first bytes (a power of two).
+const MEMO_BUCKETS: usize = 128;
 
-/// The keys of an object's members by position, as [`Scanner::object_memo`] last saw them,
-/// each with what the caller derived from it. Two keys are kept per position (the last two
-/// different ones), so two record shapes taking turns both find their keys.
+/// The keys of an object's members, as [`Scanner::object_memo`] saw them, each with what the
+/// caller derived from it. Two ways to find one: by position (the last two different keys at
+/// each position, so two record shapes taking turns both find theirs with one compare), then
+/// by the key's first two bytes (two keys a bucket), so records whose services order and
+/// choose their keys each their own way still find them without scanning and deriving again.
 #[derive(Debug, Clone)]
 pub struct KeyMemo<T> {
     slots: Vec<[Option<MemoKey<T>>; 2]>,
+    table: Vec<[Option<MemoKey<T>>; 2]>,
 }
 
 impl<T> Default for KeyMemo<T> {
     fn default() -> Self {
-        Self { slots: Vec::new() }
+        Self {
+            slots: Vec::new(),
+            table: Vec::new(),
+        }
     }
 }
 
@@ -617,16 +625,48 @@ impl<T> MemoKey<T> {
     }
 }
 
+/// The table bucket of a key from its first two bytes (a closing quote stands in for a byte
+/// past a one-byte key, as it does in the input).
+#[inline(always)]
+fn memo_bucket(first: u8, second: u8) -> usize {
+    (usize::from(first).wrapping_mul(31) ^ usize::from(second)) & (MEMO_BUCKETS - 1)
+}
+
+/// The remembered key of `pair` that the input at `at` is, if any.
+#[inline(always)]
+fn find_in<'k, T>(
+    pair: &'k [Option<MemoKey<T>>; 2],
+    b: &[u8],
+    at: usize,
+) -> Option<&'k MemoKey<T>> {
+    match &pair[0] {
+        Some(k) if k.is_at(b, at) => Some(k),
+        _ => pair[1].as_ref().filter(|k| k.is_at(b, at)),
+    }
+}
+
+/// Puts `key` first in `pair`, the older one moving second and the second giving way.
+fn push_front<T>(pair: &mut [Option<MemoKey<T>>; 2], key: MemoKey<T>) {
+    pair[1] = pair[0].take();
+    pair[0] = Some(key);
+}
+
 impl<T: Copy> KeyMemo<T> {
     /// The key at `position` when the input at `at` (just after its opening quote) is one of
     /// the remembered keys and its closing quote.
     #[inline(always)]
     fn recall<'a>(&self, position: usize, src: &'a str, at: usize) -> Option<(&'a str, T)> {
-        let [first, second] = self.slots.get(position)?;
         let b = src.as_bytes();
-        let slot = match first {
-            Some(k) if k.is_at(b, at) => k,
-            _ => second.as_ref().filter(|k| k.is_at(b, at))?,
+        let by_position = self
+            .slots
+            .get(position)
+            .and_then(|pair| find_in(pair, b, at));
+        let slot = match by_position {
+            Some(k) => k,
+            None => {
+                let (&first, &second) = (b.get(at)?, b.get(at + 1)?);
+                find_in(self.table.get(memo_bucket(first, second))?, b, at)?
+            }
         };
         let end = at + usize::from(slot.len);
         #[allow(unsafe_code)]
@@ -637,23 +677,32 @@ impl<T: Copy> KeyMemo<T> {
         Some((key, slot.value))
     }
 
-    /// Keeps `key` at `position`, the older of the two remembered there giving way.
+    /// Keeps `key` at `position` and in its table bucket, the oldest of each giving way.
     fn remember(&mut self, position: usize, key: &str, value: T) {
-        if key.len() > MEMO_KEY_MAX || position >= MEMO_POSITIONS {
+        if key.len() > MEMO_KEY_MAX {
             return;
-        }
-        if self.slots.len() <= position {
-            self.slots.resize_with(position + 1, || [None, None]);
         }
         let mut text = [0; MEMO_KEY_MAX];
         text[..key.len()].copy_from_slice(key.as_bytes());
-        let pair = &mut self.slots[position];
-        pair[1] = pair[0].take();
-        pair[0] = Some(MemoKey {
+        let memo = MemoKey {
             len: key.len() as u8,
             text,
             value,
-        });
+        };
+        if position < MEMO_POSITIONS {
+            if self.slots.len() <= position {
+                self.slots.resize_with(position + 1, || [None, None]);
+            }
+            push_front(&mut self.slots[position], memo);
+        }
+        let bytes = key.as_bytes();
+        let (Some(&first), second) = (bytes.first(), bytes.get(1).copied().unwrap_or(b'"')) else {
+            return;
+        };
+        if self.table.is_empty() {
+            self.table.resize_with(MEMO_BUCKETS, || [None, None]);
+        }
+        push_front(&mut self.table[memo_bucket(first, second)], memo);
     }
 }
 
@@ -1123,6 +1172,34 @@ mod tests {
         assert_eq!(memo_fields(&long, &mut memo)?.1, 1);
         // A key at the very end of the input is not read past it.
         assert!(memo_fields(r#"{"ts"#, &mut memo).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn memo_recalls_keys_in_any_order_once_each_was_seen() -> Result<(), JsonError> {
+        let keys = [
+            "ts", "level", "msg", "service", "host", "user", "k8s", "retries",
+        ];
+        let mut memo = KeyMemo::default();
+        let record = |order: &[usize]| {
+            let members: Vec<String> = order
+                .iter()
+                .map(|&i| format!(r#""{}":1"#, keys[i]))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        };
+        let first = record(&[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(memo_fields(&first, &mut memo)?.1, keys.len());
+        // Eight services, each its own rotation of the keys, most of them a key short.
+        for round in 0..3 {
+            for shift in 1..8 {
+                let order: Vec<usize> = (0..8).map(|i| (i + shift) % 8).skip(round % 2).collect();
+                let (fields, derived) = memo_fields(&record(&order), &mut memo)?;
+                assert_eq!(derived, 0, "order {order:?}");
+                assert_eq!(fields[0].0, keys[order[0]]);
+                assert_eq!(fields[0].2, keys[order[0]].len());
+            }
+        }
         Ok(())
     }
 
