@@ -11,6 +11,8 @@
 //! - `sluice rules`: scaffold, build, check, test and upload tenant alert rules.
 //! - `sluice alerts redrive`: re-send notifications that could not be delivered.
 //! - `sluice backtest`: replay a rule over stored window metrics.
+//! - `sluice serve`: the front door (tenant-key authenticated HTTP intake) on 127.0.0.1.
+//! - `sluice tenants`: tenants and their API keys.
 
 mod cmd_alerts;
 mod cmd_backtest;
@@ -19,6 +21,8 @@ mod cmd_gen;
 mod cmd_ingest;
 mod cmd_local;
 mod cmd_rules;
+mod cmd_serve;
+mod cmd_tenants;
 mod demo_rules;
 mod line_reader;
 mod report;
@@ -63,6 +67,12 @@ enum Command {
     /// Replay a rule over a tenant's stored window metrics: when would it have fired and resolved?
     #[command(long_about = cmd_backtest::LONG_ABOUT)]
     Backtest(cmd_backtest::BacktestArgs),
+    /// The front door on 127.0.0.1: NDJSON, OTLP, Loki, Elasticsearch bulk and Splunk HEC
+    /// intake, authenticated by tenant keys.
+    Serve(cmd_serve::ServeArgs),
+    /// Tenants and their API keys: create, list, revoke.
+    #[command(long_about = cmd_tenants::TENANTS_ABOUT)]
+    Tenants(cmd_tenants::TenantsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -115,5 +125,7 @@ fn run() -> anyhow::Result<()> {
         Command::Rules(args) => cmd_rules::run(args),
         Command::Alerts(args) => cmd_alerts::run(args),
         Command::Backtest(args) => cmd_backtest::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
+        Command::Tenants(args) => cmd_tenants::run(args),
     }
 }
