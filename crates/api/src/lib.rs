@@ -13,13 +13,17 @@
 //! - [`intake`]: object texts to stamped stream records, with a reason per rejected record;
 //! - [`sink`]: where stamped records go ([`RecordSink`]): Kinesis, the embedded stream, memory;
 //! - [`ndjson`]: `POST /v1/ingest`;
+//! - [`elastic`]: the Elasticsearch bulk API and the handshake shippers make before it;
+//! - [`hec`]: Splunk HTTP Event Collector;
 //! - [`error`]: failures and how each protocol shows them;
 //! - [`router`]: the routes.
 
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod elastic;
 pub mod error;
+pub mod hec;
 pub mod intake;
 pub mod ndjson;
 pub mod quota;

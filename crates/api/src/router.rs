@@ -61,6 +61,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/ingest", post(crate::ndjson::ingest))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::elastic::routes())
+        .merge(crate::hec::routes())
         .with_state(state)
 }
 
