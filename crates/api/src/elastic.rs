@@ -33,34 +33,27 @@ const VERSION: &str = "8.11.0";
 
 /// The routes of this module.
 pub fn routes() -> Router<Arc<ApiState>> {
-    Router::new()
+    let router = Router::new()
         .route("/", get(root).head(root))
         .route("/_bulk", post(bulk_all).put(bulk_all))
         .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
         .route("/_license", get(license))
         .route("/_xpack", get(xpack))
-        .route("/_cluster/health", get(acknowledged))
-        .route(
-            "/_index_template/{name}",
-            get(exists).head(exists).put(acknowledged),
-        )
-        .route(
-            "/_template/{name}",
-            get(exists).head(exists).put(acknowledged),
-        )
-        .route(
-            "/_ilm/policy/{name}",
-            get(exists).head(exists).put(acknowledged),
-        )
-        .route(
-            "/_ingest/pipeline/{name}",
-            get(exists).head(exists).put(acknowledged),
-        )
-        .route(
-            "/_data_stream/{name}",
-            get(exists).head(exists).put(acknowledged),
-        )
+        .route("/_cluster/health", get(acknowledged));
+    // Probes for what a shipper would install before sending: answered as present.
+    PROBES.iter().fold(router, |router, path| {
+        router.route(path, get(exists).head(exists).put(acknowledged))
+    })
 }
+
+/// Index templates, ILM policies, ingest pipelines and data streams.
+const PROBES: [&str; 5] = [
+    "/_index_template/{name}",
+    "/_template/{name}",
+    "/_ilm/policy/{name}",
+    "/_ingest/pipeline/{name}",
+    "/_data_stream/{name}",
+];
 
 fn product(mut response: Response) -> Response {
     response.headers_mut().insert(

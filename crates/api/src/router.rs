@@ -60,6 +60,8 @@ impl ApiState {
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/ingest", post(crate::ndjson::ingest))
+        .route("/v1/logs", post(crate::otlp::logs))
+        .route("/loki/api/v1/push", post(crate::loki::push))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::elastic::routes())
         .merge(crate::hec::routes())
