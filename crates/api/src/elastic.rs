@@ -134,7 +134,7 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 
 /// One action of a bulk body, as it is answered.
 #[derive(Debug)]
-struct Item {
+pub struct Item {
     op: String,
     index: String,
     id: Option<String>,
@@ -200,7 +200,7 @@ async fn bulk(
 }
 
 /// Reads a bulk body into its actions and the intake of their documents.
-fn parse(
+pub fn parse(
     tenant: &str,
     body: &[u8],
     default_index: Option<&str>,

@@ -79,7 +79,7 @@ async fn run(state: &ApiState, headers: &HeaderMap, body: Body, parse: Parser) -
 }
 
 /// Concatenated HEC events to an intake.
-fn parse_events(
+pub fn parse_events(
     tenant: &str,
     body: &[u8],
     config: &sluice_core::IngestConfig,
