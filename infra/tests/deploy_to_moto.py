@@ -173,6 +173,13 @@ def moto_template(translated: dict[str, Any]) -> dict[str, Any]:
             return res["Properties"]["DatabaseInput"]["Name"]
         if res["Type"] == "AWS::CloudWatch::Alarm":
             return {"Fn::Sub": "${AWS::StackName}-" + logical}
+        if res["Type"] == "AWS::ApiGatewayV2::Api":
+            # Known only once created: moto's stack gets a stand-in (permissions, outputs).
+            return "moto-stand-in-" + logical
+        if res["Type"] == "AWS::SecretsManager::Secret":
+            # The ARN without the random suffix AWS appends (Secrets Manager accepts it).
+            return {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                               "${AWS::AccountId}:secret:" + res["Properties"]["Name"]["Fn::Sub"]}
         raise CheckFailed(f"{logical} ({res['Type']}) is referenced; moto_template() cannot "
                           "stand in for it")
 
@@ -493,7 +500,58 @@ def apply_event_invoke_config(d: Deployment, logical: str, props: dict[str, Any]
     return f"{props['FunctionName']}:{props['Qualifier']}"
 
 
+def apply_secret(d: Deployment, logical: str, props: dict[str, Any]) -> str:
+    generate = props.get("GenerateSecretString", {})
+    value = d.aws.secretsmanager.get_random_password(
+        PasswordLength=int(generate.get("PasswordLength", 32)),
+        ExcludePunctuation=bool(generate.get("ExcludePunctuation", False)))["RandomPassword"]
+    return d.aws.secretsmanager.create_secret(Name=props["Name"], SecretString=value,
+                                              Description=props.get("Description", ""))["ARN"]
+
+
+def apply_http_api(d: Deployment, logical: str, props: dict[str, Any]) -> str:
+    body = props.get("Body", {})
+    return d.aws.apigatewayv2.create_api(Name=body.get("info", {}).get("title", logical),
+                                         ProtocolType="HTTP")["ApiId"]
+
+
+def apply_http_api_stage(d: Deployment, logical: str, props: dict[str, Any]) -> str:
+    keep = ("AccessLogSettings", "DefaultRouteSettings", "AutoDeploy", "StageVariables")
+    props = dict(props)
+    # Template parameters resolve to strings; the API wants numbers and booleans.
+    route = dict(props.get("DefaultRouteSettings", {}))
+    for key, kind in (("ThrottlingBurstLimit", int), ("ThrottlingRateLimit", float)):
+        if key in route:
+            route[key] = kind(route[key])
+    if route:
+        props["DefaultRouteSettings"] = route
+    if "AutoDeploy" in props:
+        props["AutoDeploy"] = str(props["AutoDeploy"]).lower() == "true"
+    d.aws.apigatewayv2.create_stage(ApiId=props["ApiId"], StageName=props["StageName"],
+                                    **{k: v for k, v in props.items() if k in keep})
+    return props["StageName"]
+
+
+def apply_http_api_integration(d: Deployment, logical: str, props: dict[str, Any]) -> str:
+    keep = ("IntegrationType", "IntegrationUri", "IntegrationMethod", "PayloadFormatVersion",
+            "TimeoutInMillis")
+    return d.aws.apigatewayv2.create_integration(
+        ApiId=props["ApiId"], **{k: v for k, v in props.items() if k in keep})["IntegrationId"]
+
+
+def apply_http_api_route(d: Deployment, logical: str, props: dict[str, Any]) -> str:
+    keep = ("Target", "AuthorizationType")
+    return d.aws.apigatewayv2.create_route(
+        ApiId=props["ApiId"], RouteKey=props["RouteKey"],
+        **{k: v for k, v in props.items() if k in keep})["RouteId"]
+
+
 APPLIERS: dict[str, Callable[[Deployment, str, dict[str, Any]], str]] = {
+    "AWS::ApiGatewayV2::Integration": apply_http_api_integration,
+    "AWS::ApiGatewayV2::Route": apply_http_api_route,
+    "AWS::ApiGatewayV2::Api": apply_http_api,
+    "AWS::ApiGatewayV2::Stage": apply_http_api_stage,
+    "AWS::SecretsManager::Secret": apply_secret,
     "AWS::Glue::Database": apply_glue_database,
     "AWS::Glue::Table": apply_glue_table,
     "AWS::CloudWatch::Alarm": apply_alarm,
@@ -502,7 +560,8 @@ APPLIERS: dict[str, Callable[[Deployment, str, dict[str, Any]], str]] = {
     "AWS::SNS::Subscription": apply_subscription,
     "AWS::Lambda::EventInvokeConfig": apply_event_invoke_config,
 }
-APPLY_ORDER = {"AWS::Glue::Database": 0, "AWS::Glue::Table": 1}
+APPLY_ORDER = {"AWS::Glue::Database": 0, "AWS::Glue::Table": 1, "AWS::ApiGatewayV2::Api": 0,
+               "AWS::ApiGatewayV2::Integration": 1}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 //!   (single `PutObject` for small objects, multipart upload above a threshold);
 //! - [`kinesis`]: Lambda's Kinesis event ([`aws_lambda_events::kinesis::KinesisEvent`]) to
 //!   [`sluice_core::StreamRecord`], with arrival times read at full millisecond precision;
+//! - [`kinesis_put`]: `PutRecords`, one call or whole sets of records with per-entry retries
+//!   ([`kinesis_put::KinesisWriter`], the front door's writer);
 //! - [`kinesis_records`]: the Lambda functions' payload type, the same event decoded straight
 //!   into stream records in one pass (payloads base64-decoded into one shared buffer);
 //! - [`emf`]: CloudWatch Embedded Metric Format lines for an ingest batch;
@@ -22,6 +24,7 @@ pub mod config;
 pub mod emf;
 pub mod error;
 pub mod kinesis;
+pub mod kinesis_put;
 pub mod kinesis_records;
 pub mod lambda;
 pub mod s3_store;

@@ -292,7 +292,7 @@ fn run_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal(what: &'static str) {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -313,7 +313,7 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-    eprintln!("sluice local run: stopping (finishing the batches in flight)...");
+    eprintln!("{what}: stopping (finishing the batches in flight)...");
 }
 
 fn run_mappings(args: RunArgs) -> anyhow::Result<()> {
@@ -337,7 +337,7 @@ fn run_mappings(args: RunArgs) -> anyhow::Result<()> {
             args.state_dir.display()
         );
         runner
-            .run(shutdown_signal())
+            .run(shutdown_signal("sluice local run"))
             .await
             .context("running the event source mappings")
     })?;

@@ -12,6 +12,8 @@
 //! - `sluice alerts redrive`: re-send notifications that could not be delivered.
 //! - `sluice backtest`: replay a rule over stored window metrics.
 //! - `sluice report`: a tenant's windows and alerts as charts, in one self-contained HTML file.
+//! - `sluice serve`: the front door (tenant-key authenticated HTTP intake) on 127.0.0.1.
+//! - `sluice tenants`: tenants and their API keys.
 
 mod cmd_alerts;
 mod cmd_backtest;
@@ -21,6 +23,8 @@ mod cmd_ingest;
 mod cmd_local;
 mod cmd_report;
 mod cmd_rules;
+mod cmd_serve;
+mod cmd_tenants;
 mod demo_rules;
 mod line_reader;
 mod report;
@@ -68,6 +72,12 @@ enum Command {
     /// A tenant's windows and alerts as charts (error rate, 5xx, latency, alert bands, log
     /// patterns) in one self-contained HTML file.
     Report(cmd_report::ReportArgs),
+    /// The front door on 127.0.0.1: NDJSON, OTLP, Loki, Elasticsearch bulk and Splunk HEC
+    /// intake, authenticated by tenant keys.
+    Serve(cmd_serve::ServeArgs),
+    /// Tenants and their API keys: create, list, revoke.
+    #[command(long_about = cmd_tenants::TENANTS_ABOUT)]
+    Tenants(cmd_tenants::TenantsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -121,5 +131,7 @@ fn run() -> anyhow::Result<()> {
         Command::Alerts(args) => cmd_alerts::run(args),
         Command::Backtest(args) => cmd_backtest::run(args),
         Command::Report(args) => cmd_report::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
+        Command::Tenants(args) => cmd_tenants::run(args),
     }
 }

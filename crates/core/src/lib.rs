@@ -10,6 +10,8 @@
 //!   to, and the tuned Parquet writer that pages those columns out directly;
 //! - [`partition`]: the Hive-style storage keys;
 //! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port;
+//! - [`tenancy`]: tenants and their API keys (hashed, scoped, revocable), and [`stamp`]: the
+//!   front door's stamping of the key's tenant on every record;
 //! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.
 
 pub mod aggregate;
@@ -29,8 +31,10 @@ pub mod parquet_out;
 pub mod partition;
 pub mod resolve;
 mod spares;
+pub mod stamp;
 pub mod store;
 pub mod synth;
+pub mod tenancy;
 pub mod window;
 
 pub use error::{CoreError, RejectReason};

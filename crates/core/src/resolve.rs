@@ -40,14 +40,38 @@ pub fn resolve<'r>(
         .as_deref()
         .or(defaults.service)
         .or_else(|| partition_key().1)
-        .unwrap_or("unknown");
+        .unwrap_or(DEFAULT_SERVICE);
+    check_service(service)?;
+    let ts_ms = fields.ts_ms.or(defaults.ts_ms).unwrap_or(reference_ms);
+    check_event_time(config, ts_ms, reference_ms)?;
+    Ok(Resolved {
+        tenant,
+        service,
+        ts_ms,
+        level: fields.level.unwrap_or(Level::Info),
+    })
+}
+
+/// The service of an event that names none.
+pub const DEFAULT_SERVICE: &str = "unknown";
+
+/// Checks a service name's length (it goes into partition keys, which hold 256 bytes).
+pub fn check_service(service: &str) -> Result<(), RejectReason> {
     if service.len() > 256 {
         return Err(RejectReason::InvalidName {
             field: "service",
             value: service.chars().take(80).collect(),
         });
     }
-    let ts_ms = fields.ts_ms.or(defaults.ts_ms).unwrap_or(reference_ms);
+    Ok(())
+}
+
+/// Checks that an event time is within the accepted window around its arrival time.
+pub fn check_event_time(
+    config: &IngestConfig,
+    ts_ms: i64,
+    reference_ms: i64,
+) -> Result<(), RejectReason> {
     if ts_ms < reference_ms - config.max_past_ms || ts_ms > reference_ms + config.max_future_ms {
         return Err(RejectReason::TimestampOutOfRange {
             detail: format!(
@@ -59,10 +83,5 @@ pub fn resolve<'r>(
             ),
         });
     }
-    Ok(Resolved {
-        tenant,
-        service,
-        ts_ms,
-        level: fields.level.unwrap_or(Level::Info),
-    })
+    Ok(())
 }

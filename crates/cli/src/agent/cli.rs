@@ -29,6 +29,11 @@ truncation (read again from the start). `-` reads stdin to its end. --no-follow 
 once and exits. SIGTERM or Ctrl-C: stop reading, deliver what was read, print the counters
 (a second signal exits at once).
 
+Through the front door (producers outside the platform's account): --api URL --key KEY posts
+each batch to URL/v1/ingest with the tenant key; the front door stamps the key's tenant on
+every line (a tenant written in a line does not count). Without --api, records go straight to
+the Kinesis stream (trusted producers, docs/ARCHITECTURE.md §8).
+
 Endpoint: --endpoint, else SLUICE_ENDPOINT_URL or AWS_ENDPOINT_URL (moto, LocalStack), else
 AWS with the usual credential chain and region.
 
@@ -38,16 +43,23 @@ was oversize (over 1 MiB with its key), or an input or the stream failed.
 Examples:
   sluice agent --stream sluice-logs /var/log/app/*.log
   my-service | sluice agent --stream sluice-logs --tenant acme --service api -
-  sluice agent --stream sluice-logs --kpl --no-follow --json big.ndjson";
+  sluice agent --stream sluice-logs --kpl --no-follow --json big.ndjson
+  sluice agent --api https://front-door.example --key \"$SLUICE_API_KEY\" /var/log/app/*.log";
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// Files to follow; `-` is stdin. Default: stdin.
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
-    /// Kinesis stream name or ARN.
-    #[arg(long, env = "SLUICE_STREAM")]
-    pub stream: String,
+    /// Kinesis stream name or ARN (direct mode, for trusted producers).
+    #[arg(long, env = "SLUICE_STREAM", required_unless_present = "api")]
+    pub stream: Option<String>,
+    /// Ship through the front door at this URL instead of straight to Kinesis.
+    #[arg(long, env = "SLUICE_API_URL", conflicts_with_all = ["stream", "kpl"], requires = "key")]
+    pub api: Option<String>,
+    /// The tenant key for --api (`sluice tenants keys create`).
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
     /// Endpoint URL (moto, LocalStack); else SLUICE_ENDPOINT_URL / AWS_ENDPOINT_URL, else AWS.
     #[arg(long)]
     pub endpoint: Option<String>,
@@ -170,7 +182,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         (1..=MAX_BATCH_RECORDS).contains(&args.batch_records),
         "--batch-records must be 1 to {MAX_BATCH_RECORDS}"
     );
-    anyhow::ensure!(!args.stream.trim().is_empty(), "--stream is empty");
+    let stream = args.stream.clone().unwrap_or_default();
+    anyhow::ensure!(
+        args.api.is_some() || !stream.trim().is_empty(),
+        "--stream is empty"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -182,16 +198,19 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         settings = settings.with_region(region);
     }
     let report = runtime.block_on(async {
-        let sink = kinesis_sink(settings, &args.stream).await;
+        let sink: Arc<dyn super::put_records::RecordSink> = match (&args.api, &args.key) {
+            (Some(url), Some(key)) => Arc::new(super::api_sink::ApiSink::new(url, key)?),
+            _ => Arc::new(kinesis_sink(settings, &stream).await),
+        };
         let (stop, shutdown) = watch::channel(false);
         let signals = tokio::spawn(watch_signals(stop));
         let counters = Arc::new(Counters::default());
         let display = RateDisplay::start(Arc::clone(&counters), args.quiet);
-        let report = super::run(args.config(), Arc::new(sink), counters, shutdown).await;
+        let report = super::run(args.config(), sink, counters, shutdown).await;
         display.finish();
         signals.abort();
-        report
-    });
+        Ok::<_, anyhow::Error>(report)
+    })?;
     // stdin may still be blocked in a read on the blocking pool: do not wait for it.
     runtime.shutdown_background();
     finish(&args, &report)

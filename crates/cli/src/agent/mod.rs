@@ -24,6 +24,7 @@
 //! the readers wait rather than the agent grow. On SIGTERM or Ctrl-C the readers stop, what
 //! was read is flushed and delivered (with retries), and the counters are reported.
 
+pub mod api_sink;
 pub mod batcher;
 pub mod budget;
 pub mod cli;

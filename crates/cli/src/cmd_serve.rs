@@ -1,0 +1,134 @@
+//! `sluice serve`: the front door (docs/ARCHITECTURE.md §8) on 127.0.0.1.
+//!
+//! - `--data DIR`: the embedded default. Records go to an in-process stream, which is drained
+//!   into ingest as it fills (Parquet under DIR/logs/, rejects under DIR/dlq/); tenants and
+//!   keys are read from DIR/control/.
+//! - `--stream S --bucket B`: records go to the Kinesis stream S (an emulator through
+//!   `AWS_ENDPOINT_URL`, or AWS), where `sluice local run` or the ingest function take them;
+//!   tenants and keys are read from the bucket B.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use sluice_api::{ApiConfig, ApiState, EmbeddedSink, KinesisSink, RecordSink};
+use sluice_aws::AwsSettings;
+use sluice_aws::kinesis_put::{KinesisWriter, StreamRef};
+use sluice_core::embedded_stream::EmbeddedStream;
+use sluice_core::tenancy::KeyCache;
+use sluice_core::{IngestPipeline, LocalDirStore};
+
+use crate::cmd_tenants::store::KeyStoreArgs;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen (loopback; port 0 picks a free one, printed on start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The Kinesis stream to put records on (with --bucket); without it, --data's embedded
+    /// stream.
+    #[arg(long, env = "SLUICE_STREAM", requires = "bucket")]
+    stream: Option<String>,
+    #[command(flatten)]
+    store: KeyStoreArgs,
+    /// Shards of the embedded stream (--data).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
+}
+
+/// A pump of the embedded stream into ingest: every shard drained, batch by batch.
+async fn pump(stream: &Mutex<EmbeddedStream>, pipeline: &IngestPipeline, store: &LocalDirStore) {
+    let shards = stream.lock().map(|s| s.shard_count()).unwrap_or(0);
+    for shard in 0..shards {
+        loop {
+            let batch = match stream.lock() {
+                Ok(mut s) => s.take_batch(shard, 10_000),
+                Err(_) => return,
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let outcome = pipeline
+                .process(store, &batch, crate::report::now_ms())
+                .await;
+            if outcome.retry_from.is_some() {
+                tracing::error!(errors = ?outcome.errors, "storing a batch failed");
+            } else {
+                tracing::debug!(records = outcome.stats.records, "ingested a batch");
+            }
+        }
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "--listen {}: sluice serve binds loopback addresses only",
+        args.listen
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let keys = KeyCache::new(args.store.open().await?);
+        let config = ApiConfig::from_env()?;
+        let (sink, embedded): (Arc<dyn RecordSink>, _) = match (&args.stream, &args.store.data) {
+            (Some(stream), _) => {
+                let settings = AwsSettings::from_env()
+                    .context("reading the AWS settings")?
+                    .with_endpoint(args.store.endpoint.clone());
+                let sdk = sluice_aws::load_sdk_config(&AwsSettings {
+                    max_attempts: Some(1),
+                    ..settings
+                })
+                .await;
+                let writer =
+                    KinesisWriter::new(sluice_aws::kinesis_client(&sdk), StreamRef::parse(stream));
+                (Arc::new(KinesisSink::new(writer)) as _, None)
+            }
+            (None, Some(dir)) => {
+                let stream = Arc::new(Mutex::new(EmbeddedStream::new(args.shards)));
+                let sink = Arc::new(EmbeddedSink::new(Arc::clone(&stream)));
+                (sink as _, Some((stream, LocalDirStore::new(dir))))
+            }
+            (None, None) => anyhow::bail!("--stream S with --bucket B, or --data DIR"),
+        };
+        let state = Arc::new(ApiState::new(keys, sink, config));
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("sluice serve: listening on http://{addr}");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let pumping = embedded.map(|(stream, store)| {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let pipeline = IngestPipeline::default();
+                loop {
+                    pump(&stream, &pipeline, &store).await;
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let _ = tokio::time::timeout(Duration::from_millis(200), stop.changed()).await;
+                }
+                // Whatever arrived before the server stopped is stored before exit.
+                pump(&stream, &pipeline, &store).await;
+            })
+        });
+        sluice_api::serve(
+            listener,
+            sluice_api::router(state),
+            crate::cmd_local::shutdown_signal("sluice serve"),
+        )
+        .await
+        .context("serving")?;
+        let _ = stop_tx.send(true);
+        if let Some(task) = pumping {
+            task.await.context("the ingest pump failed")?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,321 @@
+//! The front door end to end, with clients we did not write: `sluice serve` in front of a
+//! Kinesis stream on the emulator, the OpenTelemetry Python SDK (OTLP/HTTP protobuf), the
+//! official Elasticsearch client (`helpers.bulk`), `splunk-handler` (HEC) and
+//! `python-logging-loki` (Loki push) shipping through it, `sluice local run` (in process)
+//! storing what reached the stream, and DuckDB reading the Parquet back.
+//!
+//! Each client: N records sent → exactly N rows under the key's tenant, whatever tenant the
+//! records claim. Wrong and revoked keys store nothing; a bomb and an oversized body are
+//! refused while the valid requests around them are stored.
+//!
+//! Needs an emulator (`SLUICE_TEST_ENDPOINT`) and `$SLUICE_PYTHON` with the clients of
+//! `xtask/python/requirements.txt`.
+
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::Credentials;
+use serde_json::Value;
+use sluice_core::tenancy::{KeyStore, Pepper, Scope};
+use sluice_e2e::{REGION, TestBucket, duckdb_rows, endpoint, run_python};
+use sluice_local::provision::{self, Clients, Resources};
+use sluice_local::runner::{RunConfig, Runner, StopReason};
+
+type TestResult = anyhow::Result<()>;
+
+const PEPPER: &str = "front-door-e2e-pepper";
+const RECORDS: usize = 40;
+
+async fn sdk(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::from_static(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "sluice-e2e"))
+        .load()
+        .await
+}
+
+/// A stream and buckets on the emulator, tenants with keys, and `sluice serve` in front.
+struct FrontDoor {
+    data: TestBucket,
+    rules: TestBucket,
+    stream: String,
+    state_dir: tempfile::TempDir,
+    sdk: SdkConfig,
+    server: Child,
+    url: String,
+    key: String,
+    revoked_key: String,
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+impl FrontDoor {
+    async fn start() -> anyhow::Result<Self> {
+        let data = TestBucket::create().await?;
+        let rules = TestBucket::create().await?;
+        let suffix = format!("{}-{:08x}", std::process::id(), fastrand::u32(..));
+        let sdk = sdk(&endpoint()).await;
+        let resources = Resources {
+            stream: format!("sluice-e2e-door-{suffix}"),
+            shards: 1,
+            data_bucket: data.name.clone(),
+            rules_bucket: rules.name.clone(),
+            failure_queue: format!("sluice-e2e-door-failures-{suffix}"),
+        };
+        provision::up(&Clients::new(&sdk), &resources).await?;
+        let keys = KeyStore::new(Arc::new(rules.store()), Pepper::from_text(PEPPER)?);
+        keys.create_tenant("acme").await?;
+        keys.create_tenant("globex").await?;
+        let key = keys
+            .create_key("acme", Scope::Ingest, Some("e2e"))
+            .await?
+            .token;
+        let revoked = keys.create_key("acme", Scope::Ingest, None).await?;
+        keys.revoke_key("acme", &revoked.record.key_id).await?;
+        let mut server = Command::new(sluice_e2e::sluice_binary()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--stream"])
+            .arg(&resources.stream)
+            .args(["--bucket", &rules.name, "--endpoint", &endpoint()])
+            .env("SLUICE_KEY_PEPPER", PEPPER)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", REGION)
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting sluice serve")?;
+        let stdout = server.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://127.0.0.1:"))
+            .with_context(|| format!("sluice serve said {line:?}"))?
+            .to_owned();
+        Ok(Self {
+            data,
+            rules,
+            stream: resources.stream,
+            state_dir: tempfile::tempdir()?,
+            sdk,
+            server,
+            url,
+            key,
+            revoked_key: revoked.token,
+        })
+    }
+
+    /// Runs the pipeline until the stream is drained, then reads every stored row.
+    async fn stored_rows(&self) -> anyhow::Result<Vec<Value>> {
+        let mut c = RunConfig::new(
+            &self.stream,
+            &self.data.name,
+            &self.rules.name,
+            self.state_dir.path().to_path_buf(),
+        );
+        c.failure_queue = None;
+        c.evaluate_every = None;
+        c.ingest.batching_window = Duration::from_millis(200);
+        c.aggregate.batching_window = Duration::from_millis(200);
+        c.until_idle = Some(Duration::from_millis(500));
+        c.max_runtime = Some(Duration::from_secs(120));
+        let report = Runner::connect(&self.sdk, c)
+            .await?
+            .run(std::future::pending())
+            .await?;
+        ensure!(
+            report.stop_reason == StopReason::Idle,
+            "not drained: {report:#?}"
+        );
+        let dir = tempfile::tempdir()?;
+        self.data.download("logs/", dir.path()).await?;
+        duckdb_rows(dir.path(), &["tenant", "service", "message", "attrs"])
+    }
+
+    fn python(&self, script: &str, key: &str) -> anyhow::Result<String> {
+        run_python(script, &[&self.url, key, &RECORDS.to_string()])
+    }
+}
+
+/// Every row belongs to acme, and `service` has exactly `n` of them.
+fn assert_rows(rows: &[Value], service: &str, n: usize) -> TestResult {
+    let tenants: Vec<&Value> = rows.iter().map(|r| &r["tenant"]).collect();
+    ensure!(
+        tenants.iter().all(|t| *t == "acme"),
+        "rows outside the key's tenant: {tenants:?}"
+    );
+    let count = rows.iter().filter(|r| r["service"] == service).count();
+    ensure!(
+        count == n,
+        "{count} rows of {service}, expected {n}: {rows:#?}"
+    );
+    Ok(())
+}
+
+const OTEL_SDK: &str = r#"
+import logging, sys
+from opentelemetry._logs import set_logger_provider
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+provider = LoggerProvider(resource=Resource.create({"service.name": "otel-py", "tenant.id": "globex"}))
+provider.add_log_record_processor(BatchLogRecordProcessor(
+    OTLPLogExporter(endpoint=url + "/v1/logs", headers={"Authorization": "Bearer " + key})))
+set_logger_provider(provider)
+log = logging.getLogger("e2e")
+log.setLevel(logging.INFO)
+log.addHandler(LoggingHandler(level=logging.INFO, logger_provider=provider))
+for i in range(n):
+    log.warning("order %d failed", i, extra={"order": i, "tenant": "globex"})
+provider.force_flush()
+provider.shutdown()
+"#;
+
+#[tokio::test]
+async fn otel_python_sdk_logs_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    door.python(OTEL_SDK, &door.key)?;
+    door.python(OTEL_SDK, "slk_0000000000000000_wrong")?;
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "otel-py", RECORDS)?;
+    ensure!(
+        rows.iter()
+            .all(|r| r["attrs"].as_str().unwrap_or_default().contains("globex"))
+    );
+    Ok(())
+}
+
+const ES_CLIENT: &str = r#"
+import sys
+from elasticsearch import Elasticsearch, helpers
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+es = Elasticsearch(url, api_key=key, request_timeout=30)
+assert es.info()["version"]["number"].startswith("8.")
+docs = ({"_index": "app-logs", "_source": {"message": f"doc {i}", "service.name": "es-py",
+         "log.level": "info", "tenant": "globex"}} for i in range(n))
+ok, errors = helpers.bulk(es, docs)
+print(ok)
+"#;
+
+#[tokio::test]
+async fn elasticsearch_client_bulk_lands_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    let ok = door.python(ES_CLIENT, &door.key)?;
+    ensure!(ok.trim() == RECORDS.to_string(), "helpers.bulk said {ok}");
+    ensure!(
+        door.python(ES_CLIENT, &door.revoked_key).is_err(),
+        "a revoked key was accepted"
+    );
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "es-py", RECORDS)?;
+    Ok(())
+}
+
+const SPLUNK_HANDLER: &str = r#"
+import logging, sys
+from urllib.parse import urlparse
+from splunk_handler import SplunkHandler
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urlparse(url)
+handler = SplunkHandler(host=u.hostname, port=u.port, token=key, index="main", protocol="http",
+                        verify=False, flush_interval=0, sourcetype="json", retry_count=1)
+log = logging.getLogger("hec")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for i in range(n):
+    log.info('{"service": "splunk-py", "msg": "event %d", "tenant_id": "globex"}' % i)
+handler.close()
+"#;
+
+#[tokio::test]
+async fn splunk_handler_events_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    door.python(SPLUNK_HANDLER, &door.key)?;
+    door.python(SPLUNK_HANDLER, "not-a-key")?;
+    let rows = door.stored_rows().await?;
+    // The handler sends each event's text; its JSON is the message.
+    let splunk: Vec<&Value> = rows.iter().filter(|r| r["tenant"] == "acme").collect();
+    ensure!(splunk.len() == RECORDS, "{} rows: {rows:#?}", splunk.len());
+    ensure!(rows.iter().all(|r| r["tenant"] == "acme"));
+    Ok(())
+}
+
+const LOKI_CLIENT: &str = r#"
+import logging, sys
+import logging_loki
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+handler = logging_loki.LokiHandler(url=url + "/loki/api/v1/push",
+    tags={"service_name": "loki-py", "tenant": "globex"}, auth=("anyone", key), version="1")
+log = logging.getLogger("loki")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for i in range(n):
+    log.error("line %d", i)
+"#;
+
+#[tokio::test]
+async fn loki_client_pushes_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    door.python(LOKI_CLIENT, &door.key)?;
+    door.python(LOKI_CLIENT, &door.revoked_key)?;
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "loki-py", RECORDS)?;
+    Ok(())
+}
+
+const REFUSALS: &str = r#"
+import gzip, http.client, json, sys
+from urllib.parse import urlparse
+url, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urlparse(url)
+def post(path, body, headers):
+    # A server may answer 413 and close before a large body is sent: read the answer anyway.
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.putrequest("POST", path)
+    for k, v in {**headers, "Content-Length": str(len(body))}.items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    try:
+        conn.send(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    status = conn.getresponse().status
+    conn.close()
+    return status
+auth = {"Authorization": "Bearer " + key}
+good = "\n".join(json.dumps({"service": "ndjson", "msg": f"m{i}"}) for i in range(5)).encode()
+codes = [
+    post("/v1/ingest", good, auth),
+    post("/v1/ingest", gzip.compress(b" " * (64 << 20)), {**auth, "Content-Encoding": "gzip"}),
+    post("/v1/ingest", good, auth),
+    post("/v1/ingest", b"x" * (7 << 20), auth),
+    post("/v1/ingest", good, {"Authorization": "Bearer slk_0123456789abcdef_" + "0" * 64}),
+    post("/v1/ingest", good, auth),
+]
+print(json.dumps(codes))
+"#;
+
+#[tokio::test]
+async fn bombs_oversized_bodies_and_bad_keys_are_refused_while_valid_requests_are_stored()
+-> TestResult {
+    let door = FrontDoor::start().await?;
+    let codes: Vec<u16> = serde_json::from_str(&door.python(REFUSALS, &door.key)?)?;
+    ensure!(codes == [200, 413, 200, 413, 401, 200], "{codes:?}");
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "ndjson", 15)?;
+    Ok(())
+}
