@@ -64,12 +64,17 @@ async fn main() -> anyhow::Result<()> {
         fingerprint = host.fingerprint(),
         "sluice-evaluate initialised"
     );
-    let (evaluator, function) = (&evaluator, &function);
+    let (evaluator, function, runner) = (&evaluator, &function, &runner);
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
             let now = now_ms();
             let run = evaluator.run(now).await?;
-            let counts = sluice_evaluate::counts(&run);
+            let loads = runner.take_load_stats();
+            let counts = sluice_evaluate::RunCounts {
+                artifact_digest_mismatches: loads.artifact_digest_mismatches,
+                rules_recompiled: loads.recompiled,
+                ..sluice_evaluate::counts(&run)
+            };
             tracing::info!(?counts, "evaluation run finished");
             emf::emit(&sluice_evaluate::metrics_line(function, &counts, now));
             Ok::<_, lambda_runtime::Error>(counts)
