@@ -571,12 +571,15 @@ fn alerts_redrive_resends_kept_notifications_signed_and_keeps_what_still_fails()
         payload: serde_json::to_value(payload("acme", &transitions)).expect("payload"),
         error: Some("HTTP 503".into()),
         attempts: 5,
+        refused: None,
     };
     let key = format!("alerts/undelivered/tenant=acme/{window_start:013}-{idem}-0.json");
     write(&key, &serde_json::to_vec(&record).expect("record"));
     let redrive = |extra: &[&str]| {
         run(sluice()
-            .args(["alerts", "redrive", "--json", "--attempts", "1", "--dir"])
+            .args(["alerts", "redrive", "--json", "--attempts", "1"])
+            // The test's receiver listens on 127.0.0.1 (docs/ARCHITECTURE.md §10).
+            .args(["--allow-loopback-webhooks", "--dir"])
             .arg(dir.path())
             .args(extra))
     };
@@ -874,6 +877,7 @@ fn rules_upload_and_alerts_redrive_work_against_buckets_on_an_emulator() {
         payload,
         error: None,
         attempts: 0,
+        refused: None,
     };
     runtime
         .block_on(data.put(
@@ -883,7 +887,8 @@ fn rules_upload_and_alerts_redrive_work_against_buckets_on_an_emulator() {
         ))
         .expect("undelivered record");
     let counts = last_json(&ok(&run(sluice()
-        .args(["alerts", "redrive", "--json", "--bucket", &data_bucket])
+        .args(["alerts", "redrive", "--json", "--allow-loopback-webhooks"])
+        .args(["--bucket", &data_bucket])
         .args(["--rules-bucket", &rules_bucket, "--endpoint", &endpoint])
         .env("AWS_REGION", "us-east-1"))));
     assert_eq!(

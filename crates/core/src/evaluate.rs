@@ -68,6 +68,7 @@ pub struct EvaluateConfig {
     pub lookback_hours: i64,
     pub retry: RetryPolicy,
     pub shard_wait: ShardWait,
+    pub delivery: DeliveryBudget,
 }
 
 impl Default for EvaluateConfig {
@@ -78,6 +79,28 @@ impl Default for EvaluateConfig {
             lookback_hours: 6,
             retry: RetryPolicy::default(),
             shard_wait: ShardWait::default(),
+            delivery: DeliveryBudget::default(),
+        }
+    }
+}
+
+/// What each tenant's deliveries of one window get, on their own: every tenant's run at the
+/// same time, so one tenant's dead webhook never delays another tenant's alert
+/// (docs/ARCHITECTURE.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryBudget {
+    /// Webhooks of one tenant delivered at once.
+    pub per_tenant_concurrency: usize,
+    /// How long one tenant's deliveries (retries included) may take in all; what is not
+    /// delivered by then stays under `alerts/undelivered/` for `sluice alerts redrive`.
+    pub per_tenant_time: std::time::Duration,
+}
+
+impl Default for DeliveryBudget {
+    fn default() -> Self {
+        Self {
+            per_tenant_concurrency: 4,
+            per_tenant_time: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -172,6 +195,18 @@ pub struct Undelivered {
     pub payload: serde_json::Value,
     pub error: Option<String>,
     pub attempts: u32,
+    /// Why the destination was refused before anything was sent (an address inside, a plain
+    /// `http://` URL): final, not a failure to retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A delivery written ahead, to attempt once the tenant's state is committed.
+#[derive(Debug)]
+struct Pending {
+    key: String,
+    hook: crate::alerting::tenant_config::Webhook,
+    record: Undelivered,
 }
 
 /// What happened for one tenant in one window.
@@ -186,6 +221,8 @@ pub struct TenantReport {
     pub silenced: usize,
     pub delivered: Vec<String>,
     pub undelivered: Vec<String>,
+    /// Deliveries refused before anything was sent: `<url>: <reason>`.
+    pub refused: Vec<String>,
     /// True when the window had already been evaluated for this tenant (nothing was sent).
     pub already_evaluated: bool,
 }
@@ -393,10 +430,21 @@ impl Evaluator<'_> {
             }
         }
         let mut tenants = Vec::with_capacity(merged.len());
+        let mut pending = Vec::with_capacity(merged.len());
         for window in merged.values() {
             let marked = open.contains(&window.tenant);
-            tenants.push(self.evaluate_tenant(window, marked).await?);
+            let (report, deliveries) = self.evaluate_tenant(window, marked).await?;
+            tenants.push(report);
+            pending.push(deliveries);
         }
+        // Every tenant's state is committed; now every tenant's deliveries, side by side.
+        futures::future::try_join_all(
+            tenants
+                .iter_mut()
+                .zip(pending)
+                .map(|(report, deliveries)| self.deliver_tenant(report, deliveries)),
+        )
+        .await?;
         Ok(WindowReport {
             start_ms,
             end_ms: start_ms + w.window_ms,
@@ -435,12 +483,14 @@ impl Evaluator<'_> {
         Ok(open)
     }
 
-    /// Evaluates one tenant's window; `marked` is whether the tenant has an open-alert marker.
+    /// Evaluates one tenant's window and commits its state; `marked` is whether the tenant
+    /// has an open-alert marker. Returns the deliveries written ahead, for
+    /// [`Evaluator::deliver_tenant`].
     async fn evaluate_tenant(
         &self,
         window: &TenantWindow,
         marked: bool,
-    ) -> Result<TenantReport, EvaluateError> {
+    ) -> Result<(TenantReport, Vec<Pending>), EvaluateError> {
         let tenant = window.tenant.as_str();
         let key = state_key(tenant);
         let (mut state, version) = match self.data.get_versioned(&key).await? {
@@ -458,6 +508,7 @@ impl Evaluator<'_> {
             silenced: 0,
             delivered: Vec::new(),
             undelivered: Vec::new(),
+            refused: Vec::new(),
             already_evaluated: false,
         };
         if state
@@ -468,7 +519,7 @@ impl Evaluator<'_> {
             // state, so a retry writes nothing at all (but puts a marker it missed right).
             self.mark_open(tenant, marked, &state).await;
             report.already_evaluated = true;
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
         let metrics = metrics_out::encode(&[&report.summary])?;
         self.data
@@ -575,13 +626,18 @@ impl Evaluator<'_> {
                     payload: serde_json::from_slice(&body).unwrap_or_default(),
                     error: None,
                     attempts: 0,
+                    refused: None,
                 };
                 let key = format!(
                     "alerts/undelivered/tenant={tenant}/{:013}-{idem}-{i}.json",
                     window.start_ms
                 );
                 self.put_json(&key, &record).await?;
-                pending.push((key, hook.clone(), record));
+                pending.push(Pending {
+                    key,
+                    hook: hook.clone(),
+                    record,
+                });
             }
         }
         let state_body = Bytes::from(
@@ -598,8 +654,8 @@ impl Evaluator<'_> {
             .put_if(&key, state_body, "application/json", condition)
             .await
         {
-            for (k, _, _) in &pending {
-                self.data.delete(k).await?;
+            for p in &pending {
+                self.data.delete(&p.key).await?;
             }
             if matches!(e, StoreError::PreconditionFailed { .. }) {
                 tracing::info!(
@@ -608,47 +664,126 @@ impl Evaluator<'_> {
                 );
                 report.already_evaluated = true;
                 report.transitions.clear();
-                return Ok(report);
+                return Ok((report, Vec::new()));
             }
             return Err(e.into());
         }
         self.mark_open(tenant, marked, &state).await;
-        for (key, hook, mut record) in pending {
-            let secret = match hook.secret() {
-                Ok(s) => s,
-                Err(e) => {
-                    record.error = Some(format!("signing secret: {e}"));
-                    self.put_json(&key, &record).await?;
-                    report.undelivered.push(hook.url.clone());
-                    continue;
+        Ok((report, pending))
+    }
+
+    /// Delivers one tenant's notifications of a window under the tenant's own
+    /// [`DeliveryBudget`], and records how each ended: delivered ones are removed from
+    /// `alerts/undelivered/`, the rest keep their error (or refusal) there.
+    async fn deliver_tenant(
+        &self,
+        report: &mut TenantReport,
+        pending: Vec<Pending>,
+    ) -> Result<(), EvaluateError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let budget = self.config.delivery;
+        let tenant = report.tenant.as_str();
+        let mut outcomes: Vec<Option<DeliveryResult>> = vec![None; pending.len()];
+        {
+            use futures::StreamExt as _;
+            // Boxed as `Send` futures: a lazy `map` over borrowed deliveries would not be
+            // provably `Send` for every lifetime, which a spawned evaluator needs.
+            type Attempt<'f> = std::pin::Pin<
+                Box<dyn std::future::Future<Output = (usize, DeliveryResult)> + Send + 'f>,
+            >;
+            let mut each: Vec<Attempt<'_>> = Vec::with_capacity(pending.len());
+            for (i, p) in pending.iter().enumerate() {
+                each.push(Box::pin(
+                    async move { (i, self.deliver_one(tenant, p).await) },
+                ));
+            }
+            let attempts =
+                futures::stream::iter(each).buffer_unordered(budget.per_tenant_concurrency.max(1));
+            let all = async {
+                futures::pin_mut!(attempts);
+                while let Some((i, outcome)) = attempts.next().await {
+                    outcomes[i] = Some(outcome);
                 }
             };
-            let body = Bytes::from(
-                serde_json::to_vec(&record.payload)
-                    .map_err(std::io::Error::from)
-                    .map_err(CoreError::from)?,
-            );
-            let delivery = Delivery {
-                url: &hook.url,
-                secret: secret.as_deref(),
-                body,
-                idempotency_key: &record.idempotency_key,
-            };
-            match deliver(self.http, &delivery, self.config.retry).await {
-                DeliveryResult::Delivered { .. } => {
+            if tokio::time::timeout(budget.per_tenant_time, all)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    tenant,
+                    budget_s = budget.per_tenant_time.as_secs_f64(),
+                    "the tenant's delivery budget ran out; the rest stay undelivered"
+                );
+            }
+        }
+        for (
+            Pending {
+                key,
+                hook,
+                mut record,
+            },
+            outcome,
+        ) in pending.into_iter().zip(outcomes)
+        {
+            match outcome {
+                Some(DeliveryResult::Delivered { .. }) => {
                     self.data.delete(&key).await?;
                     report.delivered.push(hook.url.clone());
+                    continue;
                 }
-                DeliveryResult::Failed { error, attempts } => {
+                Some(DeliveryResult::Failed { error, attempts }) => {
                     tracing::warn!(tenant, url = %hook.url, %error, attempts, "webhook delivery failed; kept under alerts/undelivered/");
                     record.error = Some(error);
                     record.attempts = attempts;
-                    self.put_json(&key, &record).await?;
-                    report.undelivered.push(hook.url.clone());
+                }
+                Some(DeliveryResult::Refused { reason }) => {
+                    tracing::warn!(tenant, url = %hook.url, %reason, "webhook refused before sending; kept under alerts/undelivered/ with the reason");
+                    record.error = Some(format!("refused: {reason}"));
+                    report.refused.push(format!("{}: {reason}", hook.url));
+                    record.refused = Some(reason);
+                }
+                None => {
+                    record.error = Some(format!(
+                        "not delivered within the tenant's delivery budget of {:?}",
+                        budget.per_tenant_time
+                    ));
                 }
             }
+            self.put_json(&key, &record).await?;
+            report.undelivered.push(hook.url.clone());
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// One delivery, signed with the webhook's secret.
+    async fn deliver_one(&self, tenant: &str, p: &Pending) -> DeliveryResult {
+        let secret = match p.hook.signing_key(self.rules_store, tenant).await {
+            Ok(secret) => secret,
+            Err(e) => {
+                return DeliveryResult::Failed {
+                    error: format!("signing secret: {e}"),
+                    attempts: 0,
+                };
+            }
+        };
+        let body = match serde_json::to_vec(&p.record.payload) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                return DeliveryResult::Failed {
+                    error: format!("payload: {e}"),
+                    attempts: 0,
+                };
+            }
+        };
+        let delivery = Delivery {
+            url: &p.hook.url,
+            secret: secret.as_deref(),
+            body,
+            idempotency_key: &p.record.idempotency_key,
+        };
+        deliver(self.http, &delivery, self.config.retry).await
     }
 
     /// Puts the tenant's open-alert marker right. A failure only warns: the state is committed
@@ -727,15 +862,14 @@ pub async fn redrive(
                 .unwrap_or_default(),
             None => TenantConfig::default(),
         };
-        let secret = config
-            .webhooks
-            .iter()
-            .find(|h| h.url == record.url)
-            .map(|h| h.secret())
-            .transpose()
-            .ok()
-            .flatten()
-            .flatten();
+        let secret = match config.webhooks.iter().find(|h| h.url == record.url) {
+            Some(hook) => hook
+                .signing_key(rules_store, &record.tenant)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         let payload_body = Bytes::from(
             serde_json::to_vec(&record.payload)
                 .map_err(std::io::Error::from)
@@ -755,14 +889,30 @@ pub async fn redrive(
             DeliveryResult::Failed { error, attempts } => {
                 record.error = Some(error);
                 record.attempts += attempts;
-                let body = serde_json::to_vec_pretty(&record)
-                    .map_err(std::io::Error::from)
-                    .map_err(CoreError::from)?;
-                data.put(&key, Bytes::from(body), "application/json")
-                    .await?;
+                record.refused = None;
+                rewrite(data, &key, &record).await?;
+                failed += 1;
+            }
+            DeliveryResult::Refused { reason } => {
+                record.error = Some(format!("refused: {reason}"));
+                record.refused = Some(reason);
+                rewrite(data, &key, &record).await?;
                 failed += 1;
             }
         }
     }
     Ok((ok, failed))
+}
+
+/// Writes an undelivered record back with how its last attempt ended.
+async fn rewrite(
+    data: &dyn BlobStore,
+    key: &str,
+    record: &Undelivered,
+) -> Result<(), EvaluateError> {
+    let body = serde_json::to_vec_pretty(record)
+        .map_err(std::io::Error::from)
+        .map_err(CoreError::from)?;
+    data.put(key, Bytes::from(body), "application/json").await?;
+    Ok(())
 }

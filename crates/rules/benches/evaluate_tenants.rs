@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::aggregate::{aggregate_records, store_partials};
-use sluice_core::alerting::delivery::HttpPoster;
+use sluice_core::alerting::delivery::{HttpPoster, PostError};
 use sluice_core::evaluate::{EvaluateConfig, Evaluator};
 use sluice_core::synth::{Generator, Incident, SynthConfig};
 use sluice_core::window::{TenantWindow, WindowAggregator, WindowConfig};
@@ -55,7 +55,7 @@ impl HttpPoster for Accepting {
         _headers: &[(String, String)],
         _body: Bytes,
         _timeout: Duration,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, PostError> {
         Ok(200)
     }
 }

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let rules = S3BlobStore::new(s3_client(&sdk), rules_bucket);
     let host = Host::new(EngineConfig::default()).context("starting the rules engine")?;
     let runner = StoreRuleRunner::new(&host, &rules, Policy::default());
+    // Public HTTPS destinations only (docs/ARCHITECTURE.md §10): never loopback on AWS.
     let http = sluice_notify::HttpPoster::new().context("building the webhook client")?;
     let evaluator = Evaluator {
         data: &data,
