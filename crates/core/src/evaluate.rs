@@ -27,6 +27,7 @@ use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
 use crate::partition;
 use crate::store::{BlobStore, Precondition, StoreError};
+use crate::tenancy::limits::{OTHER_SERVICE, TenantLimits};
 use crate::window::metrics_out;
 use crate::window::progress::{self, ShardProgress};
 use crate::window::summary::{KnownPatterns, WindowSummary};
@@ -223,6 +224,10 @@ pub struct TenantReport {
     pub undelivered: Vec<String>,
     /// Deliveries refused before anything was sent: `<url>: <reason>`.
     pub refused: Vec<String>,
+    /// Services folded into `other` at the tenant's cap (docs/ARCHITECTURE.md §10).
+    pub folded_services: usize,
+    /// Patterns counted as untracked at the tenant's cap.
+    pub folded_patterns: usize,
     /// True when the window had already been evaluated for this tenant (nothing was sent).
     pub already_evaluated: bool,
 }
@@ -492,6 +497,28 @@ impl Evaluator<'_> {
         marked: bool,
     ) -> Result<(TenantReport, Vec<Pending>), EvaluateError> {
         let tenant = window.tenant.as_str();
+        let limits = match TenantLimits::load(self.rules_store, tenant).await {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "tenant limits unreadable; using the defaults");
+                TenantLimits::default()
+            }
+        };
+        // A flood of distinct services or patterns is folded at the tenant's caps (§10).
+        let capped;
+        let (window, folded_services, folded_patterns) = match cap_window(window, &limits) {
+            Some((w, services, patterns)) => {
+                capped = w;
+                tracing::info!(
+                    tenant,
+                    services,
+                    patterns,
+                    "window over the tenant's caps; folded"
+                );
+                (&capped, services, patterns)
+            }
+            None => (window, 0, 0),
+        };
         let key = state_key(tenant);
         let (mut state, version) = match self.data.get_versioned(&key).await? {
             Some((body, tag)) => (read_json::<TenantState>(&key, &body)?, Some(tag)),
@@ -509,6 +536,8 @@ impl Evaluator<'_> {
             delivered: Vec::new(),
             undelivered: Vec::new(),
             refused: Vec::new(),
+            folded_services,
+            folded_patterns,
             already_evaluated: false,
         };
         if state
@@ -530,13 +559,27 @@ impl Evaluator<'_> {
             )
             .await?;
         let config = self.tenant_config(tenant, &mut report).await?;
-        let rules = match self.runner.rules(tenant).await {
+        let mut rules = match self.runner.rules(tenant).await {
             Ok(rules) => rules,
             Err(e) => {
                 report.rule_errors.push(("*".into(), e));
                 Vec::new()
             }
         };
+        if rules.len() > limits.rules() {
+            rules.sort_by(|a, b| a.name.cmp(&b.name));
+            report.rule_errors.push((
+                "*".into(),
+                format!(
+                    "{} rules, over the tenant's limit of {}; only the first {} by name run",
+                    rules.len(),
+                    limits.max_rules,
+                    limits.max_rules
+                ),
+            ));
+            rules.truncate(limits.rules());
+        }
+        let mut alerts_left = limits.max_alerts_per_window as usize;
         let mut transitions = Vec::new();
         for rule in &rules {
             let overrides = config.rule(&rule.name);
@@ -555,14 +598,28 @@ impl Evaluator<'_> {
                 .run(tenant, rule, &report.summary, &params, prior.as_deref())
                 .await
             {
+                Ok(output) if output.alerts.len() > alerts_left => {
+                    report.fuel_used += output.fuel_used;
+                    let e = format!(
+                        "raised {} alerts with {} left of the tenant's limit of {} per window; its alerts keep their state",
+                        output.alerts.len(),
+                        alerts_left,
+                        limits.max_alerts_per_window
+                    );
+                    tracing::warn!(tenant, rule = %rule.name, error = %e, "rule over the alert limit");
+                    report.rule_errors.push((rule.name.clone(), e));
+                }
                 Ok(output) => {
                     report.fuel_used += output.fuel_used;
+                    alerts_left -= output.alerts.len();
                     match &output.state {
                         Some(s) => {
-                            state.rule_state.insert(
-                                rule.name.clone(),
-                                base64::engine::general_purpose::STANDARD.encode(s),
-                            );
+                            if let Err(e) =
+                                keep_state(&mut state.rule_state, &rule.name, s, &limits)
+                            {
+                                tracing::warn!(tenant, rule = %rule.name, error = %e, "rule state over the tenant's limit");
+                                report.rule_errors.push((rule.name.clone(), e));
+                            }
                         }
                         None => {
                             state.rule_state.remove(&rule.name);
@@ -826,6 +883,60 @@ impl Evaluator<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// The window with its services and patterns folded at the tenant's caps, and how many of
+/// each were folded; `None` when it is within them.
+fn cap_window(
+    window: &TenantWindow,
+    limits: &TenantLimits,
+) -> Option<(TenantWindow, usize, usize)> {
+    let (max_services, max_patterns) = (
+        limits.max_services_per_window as usize,
+        limits.max_patterns_per_window as usize,
+    );
+    if window.services.len() <= max_services && window.patterns.len() <= max_patterns {
+        return None;
+    }
+    let mut capped = window.clone();
+    let services = capped.fold_services(max_services, OTHER_SERVICE);
+    let patterns = capped.cap_patterns(max_patterns);
+    Some((capped, services, patterns))
+}
+
+/// Stores a rule's new state unless all the tenant's rule state would then be over its limit
+/// (the rule's previous state is kept).
+fn keep_state(
+    rule_state: &mut BTreeMap<String, String>,
+    rule: &str,
+    new: &[u8],
+    limits: &TenantLimits,
+) -> Result<(), String> {
+    let others: u64 = rule_state
+        .iter()
+        .filter(|(name, _)| name.as_str() != rule)
+        .map(|(_, s)| decoded_len(s) as u64)
+        .sum();
+    let total = others + new.len() as u64;
+    if total > limits.max_state_bytes {
+        return Err(format!(
+            "its state of {} bytes would bring the tenant's rule state to {total} bytes, over the limit of {}; its previous state is kept",
+            new.len(),
+            limits.max_state_bytes
+        ));
+    }
+    rule_state.insert(
+        rule.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(new),
+    );
+    Ok(())
+}
+
+/// The length of what a padded base64 string decodes to: three bytes per four characters,
+/// less the padding.
+pub fn decoded_len(base64: &str) -> usize {
+    let padding = base64.bytes().rev().take_while(|b| *b == b'=').count();
+    (base64.len() / 4 * 3).saturating_sub(padding)
 }
 
 /// The window start named in a partial's key (`…/window=<ms>/…`).

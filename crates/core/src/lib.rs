@@ -31,6 +31,7 @@ pub mod resolve;
 mod spares;
 pub mod store;
 pub mod synth;
+pub mod tenancy;
 pub mod window;
 
 pub use error::{CoreError, RejectReason};

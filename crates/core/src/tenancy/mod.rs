@@ -1,0 +1,3 @@
+//! Tenants as operators manage them: per-tenant limits ([`limits`]).
+
+pub mod limits;
