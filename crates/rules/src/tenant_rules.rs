@@ -8,6 +8,7 @@
 //! `control/registry/<tenant>/<rule>/` (the accepted component and the record of both
 //! digests). An artifact is deserialised only when its digest is the recorded one.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput};
 use sluice_core::evaluate::{RuleRunner, TenantRule};
+use sluice_core::tenancy::limits::TenantLimits;
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::{BlobStore, StoreError};
 
@@ -25,7 +27,8 @@ pub use crate::verified_load::LoadStats;
 use crate::verified_load::{LoadCounters, load_accepted};
 use crate::window::{Latency, Level, LevelCounts, LogPattern, ServiceStats, Window};
 use crate::{
-    Host, LoadedRule, Manifest, Params, Policy, RuleError, RuleId, Severity, TrustedArtifact,
+    Host, Limits, LoadedRule, Manifest, Params, Policy, RuleError, RuleId, Severity,
+    TrustedArtifact,
 };
 
 /// What the registry concluded about an upload, written to `status.json` next to it.
@@ -105,8 +108,19 @@ pub async fn register(
 ) -> Result<RegistryStatus, RegistryError> {
     let id = RuleId::new(tenant, rule)?;
     let compiled_key = id.compiled_key(host.fingerprint());
+    let limits = tenant_limits(store, tenant).await;
+    let policy = &policy.for_tenant(&limits);
     let status = match read_upload(host, store, &id).await? {
         Err(rejected) => rejected,
+        Ok(_) if over_rule_limit(store, &id, &limits).await? => RegistryStatus::rejected(
+            host,
+            0,
+            "too_many_rules",
+            format!(
+                "tenant {tenant} already has {} accepted rules, its limit; remove one first",
+                limits.max_rules
+            ),
+        ),
         Ok((wasm, manifest)) => match Manifest::parse(&String::from_utf8_lossy(&manifest)) {
             Err(e) => RegistryStatus::rejected(
                 host,
@@ -153,6 +167,31 @@ pub async fn register(
         .await?;
     tracing::info!(tenant, rule, status = %status.status, reason = status.reason.as_deref().unwrap_or(""), "rule registered");
     Ok(status)
+}
+
+/// The tenant's limits; the defaults (with a warning) when they cannot be read.
+async fn tenant_limits(store: &dyn BlobStore, tenant: &str) -> TenantLimits {
+    match TenantLimits::load(store, tenant).await {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "tenant limits unreadable; using the defaults");
+            TenantLimits::default()
+        }
+    }
+}
+
+/// True when `id` is a new rule and its tenant already has as many accepted rules as its
+/// limit allows.
+async fn over_rule_limit(
+    store: &dyn BlobStore,
+    id: &RuleId,
+    limits: &TenantLimits,
+) -> Result<bool, RegistryError> {
+    let keys = store
+        .list(&format!("{REGISTRY_PREFIX}{}/", id.tenant()))
+        .await?;
+    let accepted = accepted_rules(id.tenant(), &keys);
+    Ok(!accepted.iter().any(|r| r == id.rule()) && accepted.len() >= limits.rules())
 }
 
 /// The upload's module and manifest, each checked for size with a HEAD before it is read; or
@@ -334,12 +373,12 @@ pub fn to_contract_window(w: &WindowSummary) -> Window {
     }
 }
 
-/// A loaded rule, the registry's record it was loaded for, and its policy.
+/// A loaded rule, the registry's record it was loaded for, and its manifest's own limits.
 #[derive(Debug, Clone)]
 struct CachedRule {
     record: AcceptedRecord,
     rule: Arc<LoadedRule>,
-    policy: Policy,
+    limits: Limits,
 }
 
 /// How many loaded rules a runner keeps by default (each holds compiled code).
@@ -354,6 +393,8 @@ pub struct StoreRuleRunner<'a> {
     store: &'a dyn BlobStore,
     policy: Policy,
     loaded: Mutex<Lru<RuleId, CachedRule>>,
+    /// Each tenant's limits, read again whenever its rules are listed (once per window).
+    tenant_limits: Mutex<HashMap<String, TenantLimits>>,
     counters: LoadCounters,
 }
 
@@ -374,6 +415,7 @@ impl<'a> StoreRuleRunner<'a> {
             store,
             policy,
             loaded: Mutex::new(Lru::new(capacity)),
+            tenant_limits: Mutex::default(),
             counters: LoadCounters::default(),
         }
     }
@@ -383,7 +425,18 @@ impl<'a> StoreRuleRunner<'a> {
         self.counters.take()
     }
 
-    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Policy), String> {
+    /// The policy `tenant`'s rules run under: the runner's, with the tenant's limits.
+    fn tenant_policy(&self, tenant: &str) -> Policy {
+        let limits = self
+            .tenant_limits
+            .lock()
+            .ok()
+            .and_then(|l| l.get(tenant).copied())
+            .unwrap_or_default();
+        self.policy.for_tenant(&limits)
+    }
+
+    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Limits), String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
         let record_key = id.accepted_record_key();
         let body = self
@@ -400,7 +453,7 @@ impl<'a> StoreRuleRunner<'a> {
             && let Some(cached) = cache.get(&id)
             && cached.record == record
         {
-            return Ok((cached.rule, cached.policy));
+            return Ok((cached.rule, cached.limits));
         }
         let manifest = match self
             .store
@@ -413,7 +466,7 @@ impl<'a> StoreRuleRunner<'a> {
             }
             None => return Err(format!("{} is missing", id.manifest_key())),
         };
-        let policy = self.policy.restricted_by(&manifest.limits);
+        let limits = manifest.limits;
         let loaded =
             Arc::new(load_accepted(self.host, self.store, &id, &record, &self.counters).await?);
         if let Ok(mut cache) = self.loaded.lock() {
@@ -422,17 +475,21 @@ impl<'a> StoreRuleRunner<'a> {
                 CachedRule {
                     record,
                     rule: loaded.clone(),
-                    policy,
+                    limits,
                 },
             );
         }
-        Ok((loaded, policy))
+        Ok((loaded, limits))
     }
 }
 
 #[async_trait]
 impl RuleRunner for StoreRuleRunner<'_> {
     async fn rules(&self, tenant: &str) -> Result<Vec<TenantRule>, String> {
+        let limits = tenant_limits(self.store, tenant).await;
+        if let Ok(mut all) = self.tenant_limits.lock() {
+            all.insert(tenant.to_owned(), limits);
+        }
         let prefix = format!("{REGISTRY_PREFIX}{tenant}/");
         let keys = self.store.list(&prefix).await.map_err(|e| e.to_string())?;
         let mut rules = Vec::new();
@@ -472,7 +529,8 @@ impl RuleRunner for StoreRuleRunner<'_> {
         params: &toml::Table,
         state: Option<&[u8]>,
     ) -> Result<RuleOutput, String> {
-        let (loaded, policy) = self.load(tenant, &rule.name).await?;
+        let (loaded, limits) = self.load(tenant, &rule.name).await?;
+        let policy = self.tenant_policy(tenant).restricted_by(&limits);
         let json = serde_json::to_string(params).map_err(|e| e.to_string())?;
         let params = Params::from_json(&json).map_err(|e| e.to_string())?;
         let outcome = self
