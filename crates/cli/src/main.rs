@@ -19,6 +19,7 @@ mod cmd_gen;
 mod cmd_ingest;
 mod cmd_local;
 mod cmd_rules;
+mod cmd_tenants;
 mod demo_rules;
 mod line_reader;
 mod report;
@@ -60,6 +61,8 @@ enum Command {
     Rules(cmd_rules::RulesArgs),
     /// Alert notifications: re-send the ones that could not be delivered.
     Alerts(cmd_alerts::AlertsArgs),
+    /// What operators set per tenant: `tenants limits`.
+    Tenants(cmd_tenants::TenantsArgs),
     /// Replay a rule over a tenant's stored window metrics: when would it have fired and resolved?
     #[command(long_about = cmd_backtest::LONG_ABOUT)]
     Backtest(cmd_backtest::BacktestArgs),
@@ -114,6 +117,7 @@ fn run() -> anyhow::Result<()> {
         Command::Gen(args) => cmd_gen::run(args),
         Command::Rules(args) => cmd_rules::run(args),
         Command::Alerts(args) => cmd_alerts::run(args),
+        Command::Tenants(args) => cmd_tenants::run(args),
         Command::Backtest(args) => cmd_backtest::run(args),
     }
 }

@@ -966,3 +966,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+#[test]
+fn tenants_limits_sets_and_shows_a_tenants_limits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = |extra: &[&str]| {
+        run(sluice()
+            .args(["tenants", "limits", "mallory", "--json", "--data"])
+            .arg(dir.path())
+            .args(extra))
+    };
+    let defaults = last_json(&ok(&limits(&[])));
+    assert_eq!(defaults["max_rules"], 50, "{defaults}");
+    let set = last_json(&ok(&limits(&[
+        "--set",
+        "max_rules=3",
+        "--set",
+        "fuel=1000",
+    ])));
+    assert_eq!(
+        (set["max_rules"].as_u64(), set["fuel"].as_u64()),
+        (Some(3), Some(1000))
+    );
+    let stored = std::fs::read(dir.path().join("control/tenants/mallory/limits.json"))
+        .expect("stored beside the tenant's keys");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["max_rules"], 3);
+    let (_, stderr) = fails(&limits(&["--set", "max_rulez=3"]));
+    assert!(stderr.contains("unknown limit `max_rulez`"), "{stderr}");
+    let again = last_json(&ok(&limits(&[])));
+    assert_eq!(again["max_rules"], 3, "a refused --set changes nothing");
+}
