@@ -625,6 +625,22 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         tls = [s for s in statements(policy) if s["Effect"] == "Deny"
                and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"]
         r.check(len(tls) == 1, f"{bucket}: bucket policy denies requests without TLS", policy)
+        if bucket == rules:
+            # docs/ARCHITECTURE.md §10: what is loaded as native code, and the digests it is
+            # checked against, are written by the registry's role and nobody else.
+            guarded = [s for s in statements(policy) if s["Effect"] == "Deny"
+                       and "ArnNotEquals" in s.get("Condition", {})]
+            resources = sorted(r_ for s in guarded for r_ in
+                               (s["Resource"] if isinstance(s["Resource"], list)
+                                else [s["Resource"]]))
+            r.check(len(guarded) == 1
+                    and resources == [f"arn:aws:s3:::{rules}/compiled/*",
+                                      f"arn:aws:s3:::{rules}/control/registry/*"]
+                    and {"s3:PutObject", "s3:DeleteObject"} <= set(guarded[0]["Action"])
+                    and guarded[0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+                    .endswith("/" + phys["RegistryRole"]),
+                    f"{bucket}: only the registry's role may write compiled/ and "
+                    "control/registry/", policy)
 
     # moto's CloudFormation creates buckets with their name, encryption and tags only, and
     # ignores the other properties: those are checked on the template, resolved with this
@@ -781,6 +797,8 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             f"{da}/alerts/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
             ra: {"s3:ListBucket"},
             f"{ra}/compiled/*": {"s3:GetObject"},
+            f"{ra}/control/registry/*": {"s3:GetObject"},
+            f"{ra}/control/tenants/*": {"s3:GetObject"},
             f"{ra}/tenants/*": {"s3:GetObject"},
             f"{ra}/rules/*/rule.toml": {"s3:GetObject"},
         },
@@ -788,6 +806,7 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             ra: {"s3:ListBucket"},
             f"{ra}/rules/*": {"s3:GetObject"},
             f"{ra}/compiled/*": {"s3:PutObject", "s3:DeleteObject"},
+            f"{ra}/control/registry/*": {"s3:PutObject", "s3:DeleteObject"},
             f"{ra}/rules/*/status.json": {"s3:PutObject"},
         },
     }

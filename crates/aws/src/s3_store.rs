@@ -46,6 +46,25 @@ pub struct S3BlobStore {
 }
 
 impl S3BlobStore {
+    /// HeadObject, `None` for a missing key.
+    async fn head_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output)),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
+            Err(err) => Err(backend_error("head", key, &err)),
+        }
+    }
+
     /// A store over `bucket` with the default multipart settings (8 MiB threshold and parts).
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
         Self {
@@ -342,18 +361,20 @@ impl BlobStore for S3BlobStore {
 
     /// HeadObject's ETag.
     async fn head(&self, key: &str) -> Result<Option<ETag>, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_owned())),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(None),
-            Err(err) => Err(backend_error("head", key, &err)),
-        }
+        Ok(self
+            .head_object(key)
+            .await?
+            .map(|output| output.e_tag().unwrap_or_default().to_owned()))
+    }
+
+    /// HeadObject's Content-Length.
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.head_object(key).await?.map(|output| {
+            output
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0)
+        }))
     }
 
     async fn get_versioned(&self, key: &str) -> Result<Option<(Bytes, ETag)>, StoreError> {

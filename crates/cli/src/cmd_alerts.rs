@@ -55,6 +55,10 @@ pub struct RedriveArgs {
     /// own settings (AWS_ENDPOINT_URL).
     #[arg(long, requires = "bucket")]
     endpoint: Option<String>,
+    /// Also deliver to loopback addresses over plain HTTP (a local receiver); off by default,
+    /// as on AWS (docs/ARCHITECTURE.md §10).
+    #[arg(long)]
+    allow_loopback_webhooks: bool,
     /// Attempts per notification (with exponential backoff between them).
     #[arg(long, default_value_t = RetryPolicy::default().attempts, value_parser = clap::value_parser!(u32).range(1..))]
     attempts: u32,
@@ -75,7 +79,12 @@ fn redrive(args: RedriveArgs) -> anyhow::Result<()> {
         sluice_rules::RuleId::new(t, "redrive")?;
     }
     let runtime = stores::runtime()?;
-    let http = sluice_notify::HttpPoster::new().context("building the HTTP client")?;
+    let http = if args.allow_loopback_webhooks {
+        sluice_notify::HttpPoster::allowing_loopback()
+    } else {
+        sluice_notify::HttpPoster::new()
+    }
+    .context("building the HTTP client")?;
     let retry = RetryPolicy {
         attempts: args.attempts,
         ..RetryPolicy::default()

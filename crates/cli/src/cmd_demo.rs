@@ -156,7 +156,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let runner = StoreRuleRunner::new(&host, &store, Policy::default());
-    let http = sluice_notify::HttpPoster::new()?;
+    // The demo's receiver listens on 127.0.0.1: loopback is allowed here, and only here and
+    // in the local runner (docs/ARCHITECTURE.md §10).
+    let http = sluice_notify::HttpPoster::allowing_loopback()?;
     let evaluator = Evaluator {
         data: &store,
         rules_store: &store,
@@ -459,8 +461,9 @@ async fn count_objects(store: &LocalDirStore) -> anyhow::Result<BTreeMap<String,
 /// among them, or a second run would take the first one's windows as already evaluated.
 const REPLACED_PREFIXES: [&str; 6] = ["logs", "dlq", "windows", "metrics", "alerts", "tenants"];
 
-/// Removes what an earlier demo wrote ([`REPLACED_PREFIXES`]; uploaded rules and their compiled
-/// cache stay), refusing to touch a directory with anything else in it.
+/// Removes what an earlier demo wrote ([`REPLACED_PREFIXES`]; uploaded rules, their compiled
+/// cache and the registry's records under `control/` stay), refusing to touch a directory with
+/// anything else in it.
 fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
     if !out.exists() {
         return Ok(());
@@ -468,7 +471,9 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let entry = entry?;
         let name = entry.file_name();
-        let known = REPLACED_PREFIXES.iter().chain(&["rules", "compiled"]);
+        let known = REPLACED_PREFIXES
+            .iter()
+            .chain(&["rules", "compiled", "control"]);
         if !known.into_iter().any(|k| name == *k) {
             anyhow::bail!(
                 "{} contains {:?}, which sluice did not write; choose an empty or sluice-only --out",

@@ -13,7 +13,7 @@
 //! - `sluice backtest`: replay a rule over stored window metrics.
 //! - `sluice report`: a tenant's windows and alerts as charts, in one self-contained HTML file.
 //! - `sluice serve`: the front door (tenant-key authenticated HTTP intake) on 127.0.0.1.
-//! - `sluice tenants`: tenants and their API keys.
+//! - `sluice tenants`: tenants, their API keys and their limits.
 
 mod cmd_alerts;
 mod cmd_backtest;
@@ -75,7 +75,7 @@ enum Command {
     /// The front door on 127.0.0.1: NDJSON, OTLP, Loki, Elasticsearch bulk and Splunk HEC
     /// intake, authenticated by tenant keys.
     Serve(cmd_serve::ServeArgs),
-    /// Tenants and their API keys: create, list, revoke.
+    /// Tenants, their API keys (create, list, revoke) and their limits.
     #[command(long_about = cmd_tenants::TENANTS_ABOUT)]
     Tenants(cmd_tenants::TenantsArgs),
 }

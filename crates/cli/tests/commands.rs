@@ -571,12 +571,15 @@ fn alerts_redrive_resends_kept_notifications_signed_and_keeps_what_still_fails()
         payload: serde_json::to_value(payload("acme", &transitions)).expect("payload"),
         error: Some("HTTP 503".into()),
         attempts: 5,
+        refused: None,
     };
     let key = format!("alerts/undelivered/tenant=acme/{window_start:013}-{idem}-0.json");
     write(&key, &serde_json::to_vec(&record).expect("record"));
     let redrive = |extra: &[&str]| {
         run(sluice()
-            .args(["alerts", "redrive", "--json", "--attempts", "1", "--dir"])
+            .args(["alerts", "redrive", "--json", "--attempts", "1"])
+            // The test's receiver listens on 127.0.0.1 (docs/ARCHITECTURE.md §10).
+            .args(["--allow-loopback-webhooks", "--dir"])
             .arg(dir.path())
             .args(extra))
     };
@@ -874,6 +877,7 @@ fn rules_upload_and_alerts_redrive_work_against_buckets_on_an_emulator() {
         payload,
         error: None,
         attempts: 0,
+        refused: None,
     };
     runtime
         .block_on(data.put(
@@ -883,7 +887,8 @@ fn rules_upload_and_alerts_redrive_work_against_buckets_on_an_emulator() {
         ))
         .expect("undelivered record");
     let counts = last_json(&ok(&run(sluice()
-        .args(["alerts", "redrive", "--json", "--bucket", &data_bucket])
+        .args(["alerts", "redrive", "--json", "--allow-loopback-webhooks"])
+        .args(["--bucket", &data_bucket])
         .args(["--rules-bucket", &rules_bucket, "--endpoint", &endpoint])
         .env("AWS_REGION", "us-east-1"))));
     assert_eq!(
@@ -960,4 +965,35 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     found
+}
+
+#[test]
+fn tenants_limits_sets_and_shows_a_tenants_limits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let limits = |extra: &[&str]| {
+        run(sluice()
+            .args(["tenants", "limits", "mallory", "--json", "--data"])
+            .arg(dir.path())
+            .args(extra))
+    };
+    let defaults = last_json(&ok(&limits(&[])));
+    assert_eq!(defaults["max_rules"], 50, "{defaults}");
+    let set = last_json(&ok(&limits(&[
+        "--set",
+        "max_rules=3",
+        "--set",
+        "fuel=1000",
+    ])));
+    assert_eq!(
+        (set["max_rules"].as_u64(), set["fuel"].as_u64()),
+        (Some(3), Some(1000))
+    );
+    let stored = std::fs::read(dir.path().join("control/tenants/mallory/limits.json"))
+        .expect("stored beside the tenant's keys");
+    let stored: serde_json::Value = serde_json::from_slice(&stored).expect("JSON");
+    assert_eq!(stored["max_rules"], 3);
+    let (_, stderr) = fails(&limits(&["--set", "max_rulez=3"]));
+    assert!(stderr.contains("unknown limit `max_rulez`"), "{stderr}");
+    let again = last_json(&ok(&limits(&[])));
+    assert_eq!(again["max_rules"], 3, "a refused --set changes nothing");
 }

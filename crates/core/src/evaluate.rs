@@ -27,6 +27,7 @@ use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
 use crate::partition;
 use crate::store::{BlobStore, Precondition, StoreError};
+use crate::tenancy::limits::{OTHER_SERVICE, TenantLimits};
 use crate::window::progress::{self, ShardProgress};
 use crate::window::summary::{KnownPatterns, WindowSummary};
 use crate::window::{TenantWindow, WindowConfig};
@@ -68,6 +69,7 @@ pub struct EvaluateConfig {
     pub lookback_hours: i64,
     pub retry: RetryPolicy,
     pub shard_wait: ShardWait,
+    pub delivery: DeliveryBudget,
 }
 
 impl Default for EvaluateConfig {
@@ -78,6 +80,28 @@ impl Default for EvaluateConfig {
             lookback_hours: 6,
             retry: RetryPolicy::default(),
             shard_wait: ShardWait::default(),
+            delivery: DeliveryBudget::default(),
+        }
+    }
+}
+
+/// What each tenant's deliveries of one window get, on their own: every tenant's run at the
+/// same time, so one tenant's dead webhook never delays another tenant's alert
+/// (docs/ARCHITECTURE.md §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryBudget {
+    /// Webhooks of one tenant delivered at once.
+    pub per_tenant_concurrency: usize,
+    /// How long one tenant's deliveries (retries included) may take in all; what is not
+    /// delivered by then stays under `alerts/undelivered/` for `sluice alerts redrive`.
+    pub per_tenant_time: std::time::Duration,
+}
+
+impl Default for DeliveryBudget {
+    fn default() -> Self {
+        Self {
+            per_tenant_concurrency: 4,
+            per_tenant_time: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -172,6 +196,18 @@ pub struct Undelivered {
     pub payload: serde_json::Value,
     pub error: Option<String>,
     pub attempts: u32,
+    /// Why the destination was refused before anything was sent (an address inside, a plain
+    /// `http://` URL): final, not a failure to retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A delivery written ahead, to attempt once the tenant's state is committed.
+#[derive(Debug)]
+struct Pending {
+    key: String,
+    hook: crate::alerting::tenant_config::Webhook,
+    record: Undelivered,
 }
 
 /// What happened for one tenant in one window.
@@ -186,6 +222,12 @@ pub struct TenantReport {
     pub silenced: usize,
     pub delivered: Vec<String>,
     pub undelivered: Vec<String>,
+    /// Deliveries refused before anything was sent: `<url>: <reason>`.
+    pub refused: Vec<String>,
+    /// Services folded into `other` at the tenant's cap (docs/ARCHITECTURE.md §10).
+    pub folded_services: usize,
+    /// Patterns counted as untracked at the tenant's cap.
+    pub folded_patterns: usize,
     /// True when the window had already been evaluated for this tenant (nothing was sent).
     pub already_evaluated: bool,
 }
@@ -393,10 +435,21 @@ impl Evaluator<'_> {
             }
         }
         let mut tenants = Vec::with_capacity(merged.len());
+        let mut pending = Vec::with_capacity(merged.len());
         for window in merged.values() {
             let marked = open.contains(&window.tenant);
-            tenants.push(self.evaluate_tenant(window, marked).await?);
+            let (report, deliveries) = self.evaluate_tenant(window, marked).await?;
+            tenants.push(report);
+            pending.push(deliveries);
         }
+        // Every tenant's state is committed; now every tenant's deliveries, side by side.
+        futures::future::try_join_all(
+            tenants
+                .iter_mut()
+                .zip(pending)
+                .map(|(report, deliveries)| self.deliver_tenant(report, deliveries)),
+        )
+        .await?;
         Ok(WindowReport {
             start_ms,
             end_ms: start_ms + w.window_ms,
@@ -435,13 +488,37 @@ impl Evaluator<'_> {
         Ok(open)
     }
 
-    /// Evaluates one tenant's window; `marked` is whether the tenant has an open-alert marker.
+    /// Evaluates one tenant's window and commits its state; `marked` is whether the tenant
+    /// has an open-alert marker. Returns the deliveries written ahead, for
+    /// [`Evaluator::deliver_tenant`].
     async fn evaluate_tenant(
         &self,
         window: &TenantWindow,
         marked: bool,
-    ) -> Result<TenantReport, EvaluateError> {
+    ) -> Result<(TenantReport, Vec<Pending>), EvaluateError> {
         let tenant = window.tenant.as_str();
+        let limits = match TenantLimits::load(self.rules_store, tenant).await {
+            Ok(limits) => limits,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "tenant limits unreadable; using the defaults");
+                TenantLimits::default()
+            }
+        };
+        // A flood of distinct services or patterns is folded at the tenant's caps (§10).
+        let capped;
+        let (window, folded_services, folded_patterns) = match cap_window(window, &limits) {
+            Some((w, services, patterns)) => {
+                capped = w;
+                tracing::info!(
+                    tenant,
+                    services,
+                    patterns,
+                    "window over the tenant's caps; folded"
+                );
+                (&capped, services, patterns)
+            }
+            None => (window, 0, 0),
+        };
         let key = state_key(tenant);
         let (mut state, version) = match self.data.get_versioned(&key).await? {
             Some((body, tag)) => (read_json::<TenantState>(&key, &body)?, Some(tag)),
@@ -458,6 +535,9 @@ impl Evaluator<'_> {
             silenced: 0,
             delivered: Vec::new(),
             undelivered: Vec::new(),
+            refused: Vec::new(),
+            folded_services,
+            folded_patterns,
             already_evaluated: false,
         };
         if state
@@ -468,7 +548,7 @@ impl Evaluator<'_> {
             // state, so a retry writes nothing at all (but puts a marker it missed right).
             self.mark_open(tenant, marked, &state).await;
             report.already_evaluated = true;
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
         let metrics = metrics_out::encode(&[&report.summary])?;
         self.data
@@ -489,13 +569,27 @@ impl Evaluator<'_> {
                 .await?;
         }
         let config = self.tenant_config(tenant, &mut report).await?;
-        let rules = match self.runner.rules(tenant).await {
+        let mut rules = match self.runner.rules(tenant).await {
             Ok(rules) => rules,
             Err(e) => {
                 report.rule_errors.push(("*".into(), e));
                 Vec::new()
             }
         };
+        if rules.len() > limits.rules() {
+            rules.sort_by(|a, b| a.name.cmp(&b.name));
+            report.rule_errors.push((
+                "*".into(),
+                format!(
+                    "{} rules, over the tenant's limit of {}; only the first {} by name run",
+                    rules.len(),
+                    limits.max_rules,
+                    limits.max_rules
+                ),
+            ));
+            rules.truncate(limits.rules());
+        }
+        let mut alerts_left = limits.max_alerts_per_window as usize;
         let mut transitions = Vec::new();
         for rule in &rules {
             let overrides = config.rule(&rule.name);
@@ -514,14 +608,28 @@ impl Evaluator<'_> {
                 .run(tenant, rule, &report.summary, &params, prior.as_deref())
                 .await
             {
+                Ok(output) if output.alerts.len() > alerts_left => {
+                    report.fuel_used += output.fuel_used;
+                    let e = format!(
+                        "raised {} alerts with {} left of the tenant's limit of {} per window; its alerts keep their state",
+                        output.alerts.len(),
+                        alerts_left,
+                        limits.max_alerts_per_window
+                    );
+                    tracing::warn!(tenant, rule = %rule.name, error = %e, "rule over the alert limit");
+                    report.rule_errors.push((rule.name.clone(), e));
+                }
                 Ok(output) => {
                     report.fuel_used += output.fuel_used;
+                    alerts_left -= output.alerts.len();
                     match &output.state {
                         Some(s) => {
-                            state.rule_state.insert(
-                                rule.name.clone(),
-                                base64::engine::general_purpose::STANDARD.encode(s),
-                            );
+                            if let Err(e) =
+                                keep_state(&mut state.rule_state, &rule.name, s, &limits)
+                            {
+                                tracing::warn!(tenant, rule = %rule.name, error = %e, "rule state over the tenant's limit");
+                                report.rule_errors.push((rule.name.clone(), e));
+                            }
                         }
                         None => {
                             state.rule_state.remove(&rule.name);
@@ -585,13 +693,18 @@ impl Evaluator<'_> {
                     payload: serde_json::from_slice(&body).unwrap_or_default(),
                     error: None,
                     attempts: 0,
+                    refused: None,
                 };
                 let key = format!(
                     "alerts/undelivered/tenant={tenant}/{:013}-{idem}-{i}.json",
                     window.start_ms
                 );
                 self.put_json(&key, &record).await?;
-                pending.push((key, hook.clone(), record));
+                pending.push(Pending {
+                    key,
+                    hook: hook.clone(),
+                    record,
+                });
             }
         }
         let state_body = Bytes::from(
@@ -608,8 +721,8 @@ impl Evaluator<'_> {
             .put_if(&key, state_body, "application/json", condition)
             .await
         {
-            for (k, _, _) in &pending {
-                self.data.delete(k).await?;
+            for p in &pending {
+                self.data.delete(&p.key).await?;
             }
             if matches!(e, StoreError::PreconditionFailed { .. }) {
                 tracing::info!(
@@ -618,47 +731,126 @@ impl Evaluator<'_> {
                 );
                 report.already_evaluated = true;
                 report.transitions.clear();
-                return Ok(report);
+                return Ok((report, Vec::new()));
             }
             return Err(e.into());
         }
         self.mark_open(tenant, marked, &state).await;
-        for (key, hook, mut record) in pending {
-            let secret = match hook.secret() {
-                Ok(s) => s,
-                Err(e) => {
-                    record.error = Some(format!("signing secret: {e}"));
-                    self.put_json(&key, &record).await?;
-                    report.undelivered.push(hook.url.clone());
-                    continue;
+        Ok((report, pending))
+    }
+
+    /// Delivers one tenant's notifications of a window under the tenant's own
+    /// [`DeliveryBudget`], and records how each ended: delivered ones are removed from
+    /// `alerts/undelivered/`, the rest keep their error (or refusal) there.
+    async fn deliver_tenant(
+        &self,
+        report: &mut TenantReport,
+        pending: Vec<Pending>,
+    ) -> Result<(), EvaluateError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let budget = self.config.delivery;
+        let tenant = report.tenant.as_str();
+        let mut outcomes: Vec<Option<DeliveryResult>> = vec![None; pending.len()];
+        {
+            use futures::StreamExt as _;
+            // Boxed as `Send` futures: a lazy `map` over borrowed deliveries would not be
+            // provably `Send` for every lifetime, which a spawned evaluator needs.
+            type Attempt<'f> = std::pin::Pin<
+                Box<dyn std::future::Future<Output = (usize, DeliveryResult)> + Send + 'f>,
+            >;
+            let mut each: Vec<Attempt<'_>> = Vec::with_capacity(pending.len());
+            for (i, p) in pending.iter().enumerate() {
+                each.push(Box::pin(
+                    async move { (i, self.deliver_one(tenant, p).await) },
+                ));
+            }
+            let attempts =
+                futures::stream::iter(each).buffer_unordered(budget.per_tenant_concurrency.max(1));
+            let all = async {
+                futures::pin_mut!(attempts);
+                while let Some((i, outcome)) = attempts.next().await {
+                    outcomes[i] = Some(outcome);
                 }
             };
-            let body = Bytes::from(
-                serde_json::to_vec(&record.payload)
-                    .map_err(std::io::Error::from)
-                    .map_err(CoreError::from)?,
-            );
-            let delivery = Delivery {
-                url: &hook.url,
-                secret: secret.as_deref(),
-                body,
-                idempotency_key: &record.idempotency_key,
-            };
-            match deliver(self.http, &delivery, self.config.retry).await {
-                DeliveryResult::Delivered { .. } => {
+            if tokio::time::timeout(budget.per_tenant_time, all)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    tenant,
+                    budget_s = budget.per_tenant_time.as_secs_f64(),
+                    "the tenant's delivery budget ran out; the rest stay undelivered"
+                );
+            }
+        }
+        for (
+            Pending {
+                key,
+                hook,
+                mut record,
+            },
+            outcome,
+        ) in pending.into_iter().zip(outcomes)
+        {
+            match outcome {
+                Some(DeliveryResult::Delivered { .. }) => {
                     self.data.delete(&key).await?;
                     report.delivered.push(hook.url.clone());
+                    continue;
                 }
-                DeliveryResult::Failed { error, attempts } => {
+                Some(DeliveryResult::Failed { error, attempts }) => {
                     tracing::warn!(tenant, url = %hook.url, %error, attempts, "webhook delivery failed; kept under alerts/undelivered/");
                     record.error = Some(error);
                     record.attempts = attempts;
-                    self.put_json(&key, &record).await?;
-                    report.undelivered.push(hook.url.clone());
+                }
+                Some(DeliveryResult::Refused { reason }) => {
+                    tracing::warn!(tenant, url = %hook.url, %reason, "webhook refused before sending; kept under alerts/undelivered/ with the reason");
+                    record.error = Some(format!("refused: {reason}"));
+                    report.refused.push(format!("{}: {reason}", hook.url));
+                    record.refused = Some(reason);
+                }
+                None => {
+                    record.error = Some(format!(
+                        "not delivered within the tenant's delivery budget of {:?}",
+                        budget.per_tenant_time
+                    ));
                 }
             }
+            self.put_json(&key, &record).await?;
+            report.undelivered.push(hook.url.clone());
         }
-        Ok(report)
+        Ok(())
+    }
+
+    /// One delivery, signed with the webhook's secret.
+    async fn deliver_one(&self, tenant: &str, p: &Pending) -> DeliveryResult {
+        let secret = match p.hook.signing_key(self.rules_store, tenant).await {
+            Ok(secret) => secret,
+            Err(e) => {
+                return DeliveryResult::Failed {
+                    error: format!("signing secret: {e}"),
+                    attempts: 0,
+                };
+            }
+        };
+        let body = match serde_json::to_vec(&p.record.payload) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                return DeliveryResult::Failed {
+                    error: format!("payload: {e}"),
+                    attempts: 0,
+                };
+            }
+        };
+        let delivery = Delivery {
+            url: &p.hook.url,
+            secret: secret.as_deref(),
+            body,
+            idempotency_key: &p.record.idempotency_key,
+        };
+        deliver(self.http, &delivery, self.config.retry).await
     }
 
     /// Puts the tenant's open-alert marker right. A failure only warns: the state is committed
@@ -703,6 +895,60 @@ impl Evaluator<'_> {
     }
 }
 
+/// The window with its services and patterns folded at the tenant's caps, and how many of
+/// each were folded; `None` when it is within them.
+fn cap_window(
+    window: &TenantWindow,
+    limits: &TenantLimits,
+) -> Option<(TenantWindow, usize, usize)> {
+    let (max_services, max_patterns) = (
+        limits.max_services_per_window as usize,
+        limits.max_patterns_per_window as usize,
+    );
+    if window.services.len() <= max_services && window.patterns.len() <= max_patterns {
+        return None;
+    }
+    let mut capped = window.clone();
+    let services = capped.fold_services(max_services, OTHER_SERVICE);
+    let patterns = capped.cap_patterns(max_patterns);
+    Some((capped, services, patterns))
+}
+
+/// Stores a rule's new state unless all the tenant's rule state would then be over its limit
+/// (the rule's previous state is kept).
+fn keep_state(
+    rule_state: &mut BTreeMap<String, String>,
+    rule: &str,
+    new: &[u8],
+    limits: &TenantLimits,
+) -> Result<(), String> {
+    let others: u64 = rule_state
+        .iter()
+        .filter(|(name, _)| name.as_str() != rule)
+        .map(|(_, s)| decoded_len(s) as u64)
+        .sum();
+    let total = others + new.len() as u64;
+    if total > limits.max_state_bytes {
+        return Err(format!(
+            "its state of {} bytes would bring the tenant's rule state to {total} bytes, over the limit of {}; its previous state is kept",
+            new.len(),
+            limits.max_state_bytes
+        ));
+    }
+    rule_state.insert(
+        rule.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(new),
+    );
+    Ok(())
+}
+
+/// The length of what a padded base64 string decodes to: three bytes per four characters,
+/// less the padding.
+pub fn decoded_len(base64: &str) -> usize {
+    let padding = base64.bytes().rev().take_while(|b| *b == b'=').count();
+    (base64.len() / 4 * 3).saturating_sub(padding)
+}
+
 /// The window start named in a partial's key (`…/window=<ms>/…`).
 pub fn window_of_key(key: &str) -> Option<i64> {
     key.split('/')
@@ -737,15 +983,14 @@ pub async fn redrive(
                 .unwrap_or_default(),
             None => TenantConfig::default(),
         };
-        let secret = config
-            .webhooks
-            .iter()
-            .find(|h| h.url == record.url)
-            .map(|h| h.secret())
-            .transpose()
-            .ok()
-            .flatten()
-            .flatten();
+        let secret = match config.webhooks.iter().find(|h| h.url == record.url) {
+            Some(hook) => hook
+                .signing_key(rules_store, &record.tenant)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         let payload_body = Bytes::from(
             serde_json::to_vec(&record.payload)
                 .map_err(std::io::Error::from)
@@ -765,14 +1010,30 @@ pub async fn redrive(
             DeliveryResult::Failed { error, attempts } => {
                 record.error = Some(error);
                 record.attempts += attempts;
-                let body = serde_json::to_vec_pretty(&record)
-                    .map_err(std::io::Error::from)
-                    .map_err(CoreError::from)?;
-                data.put(&key, Bytes::from(body), "application/json")
-                    .await?;
+                record.refused = None;
+                rewrite(data, &key, &record).await?;
+                failed += 1;
+            }
+            DeliveryResult::Refused { reason } => {
+                record.error = Some(format!("refused: {reason}"));
+                record.refused = Some(reason);
+                rewrite(data, &key, &record).await?;
                 failed += 1;
             }
         }
     }
     Ok((ok, failed))
+}
+
+/// Writes an undelivered record back with how its last attempt ended.
+async fn rewrite(
+    data: &dyn BlobStore,
+    key: &str,
+    record: &Undelivered,
+) -> Result<(), EvaluateError> {
+    let body = serde_json::to_vec_pretty(record)
+        .map_err(std::io::Error::from)
+        .map_err(CoreError::from)?;
+    data.put(key, Bytes::from(body), "application/json").await?;
+    Ok(())
 }

@@ -92,6 +92,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         Ok(self.get_versioned(key).await?.map(|(_, tag)| tag))
     }
 
+    /// The size in bytes of the object under `key` (`None` when there is none), without
+    /// reading its body (S3's HeadObject): to refuse an object that is too large before
+    /// downloading it. The default reads the object.
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.get(key).await?.map(|body| body.len() as u64))
+    }
+
     /// Writes only if `precondition` holds, else fails with [`StoreError::PreconditionFailed`].
     /// The default checks, then writes (not atomic): stores override it with a native version.
     async fn put_if(
@@ -212,6 +219,15 @@ impl BlobStore for LocalDirStore {
                 m.mtime_nsec(),
                 m.ino()
             ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.path_for(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(&path)(e)),
         }
@@ -393,6 +409,18 @@ mod tests {
             .put("rules/a.cwasm", Bytes::from_static(b"v1"), "x")
             .await?;
         assert_ne!(store.head("rules/a.cwasm").await?, first);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn size_is_read_without_the_body_and_none_when_absent() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(io_err(Path::new("tmp")))?;
+        let store = LocalDirStore::new(dir.path());
+        assert_eq!(store.size("rules/a/b/module.wasm").await?, None);
+        store
+            .put("rules/a/b/module.wasm", Bytes::from(vec![0u8; 1234]), "x")
+            .await?;
+        assert_eq!(store.size("rules/a/b/module.wasm").await?, Some(1234));
         Ok(())
     }
 

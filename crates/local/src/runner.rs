@@ -67,6 +67,10 @@ pub struct RunConfig {
     pub discovery_interval: Duration,
     /// How often the progress callback is called.
     pub progress_every: Duration,
+    /// Webhooks may go to loopback receivers over plain HTTP: on for the local runner, whose
+    /// receivers listen on 127.0.0.1; the evaluate function on AWS never allows it
+    /// (docs/ARCHITECTURE.md §10).
+    pub allow_loopback_webhooks: bool,
 }
 
 impl RunConfig {
@@ -88,6 +92,7 @@ impl RunConfig {
             poll: PollSettings::default(),
             discovery_interval: Duration::from_secs(10),
             progress_every: Duration::from_secs(5),
+            allow_loopback_webhooks: true,
         }
     }
 }
@@ -210,6 +215,7 @@ impl Runner {
             },
             policy: sluice_rules::Policy::default(),
             every,
+            allow_loopback_webhooks: config.allow_loopback_webhooks,
         });
         Ok(Self {
             config,

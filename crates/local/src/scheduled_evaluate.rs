@@ -66,6 +66,8 @@ pub struct EvaluatorSetup {
     pub config: EvaluateConfig,
     pub policy: Policy,
     pub every: Duration,
+    /// Deliver to loopback receivers over plain HTTP (docs/ARCHITECTURE.md §10).
+    pub allow_loopback_webhooks: bool,
 }
 
 /// Starts the evaluator task. It runs every `setup.every` and on request, until `stop`.
@@ -81,8 +83,12 @@ pub fn start(
 ) -> Result<(EvaluatorHandle, tokio::task::JoinHandle<()>), LocalError> {
     let host = Host::new(EngineConfig::default())
         .map_err(|e| LocalError::Evaluator(format!("starting the rules engine: {e}")))?;
-    let http = sluice_notify::HttpPoster::new()
-        .map_err(|e| LocalError::Evaluator(format!("building the webhook client: {e}")))?;
+    let http = if setup.allow_loopback_webhooks {
+        sluice_notify::HttpPoster::allowing_loopback()
+    } else {
+        sluice_notify::HttpPoster::new()
+    }
+    .map_err(|e| LocalError::Evaluator(format!("building the webhook client: {e}")))?;
     let (tx, mut rx) = mpsc::channel::<Request>(4);
     let task = tokio::spawn(async move {
         let runner = StoreRuleRunner::new(&host, setup.rules.as_ref(), setup.policy);

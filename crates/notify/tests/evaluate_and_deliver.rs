@@ -190,7 +190,7 @@ fn evaluator<'a>(store: &'a dyn BlobStore, http: &'a HttpPoster) -> Evaluator<'a
 async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_duplicates() {
     let (_dir, store, receiver) = seeded_with_webhook().await;
     receiver.fail_next(1);
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
 
     let reports = evaluator(&store, &http)
         .run(START + 20 * MIN + first_report())
@@ -267,7 +267,7 @@ async fn incident_fires_then_resolves_with_signed_alertmanager_webhooks_and_no_d
 async fn failed_deliveries_are_kept_and_redriven() {
     let (_dir, store, receiver) = seeded_with_webhook().await;
     receiver.fail_next(1000);
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     evaluator(&store, &http)
         .run(START + 20 * MIN)
         .await
@@ -302,7 +302,7 @@ async fn a_firing_alert_resolves_when_its_tenant_stops_sending_logs() {
     // acme goes quiet from minute 6, in the middle of its incident: no partials after that.
     let quiet_from = START + 6 * MIN;
     acme_goes_quiet_from(&store, quiet_from).await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     let reports = evaluator(&store, &http)
         .run(START + 20 * MIN)
         .await
@@ -364,7 +364,7 @@ async fn a_closed_window_waits_for_a_busy_shard_and_then_counts_its_partials() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalDirStore::new(dir.path());
     seed_partials(&store).await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     // Minute 6: shard 0 is through it; shard 1 is busy with the Lambda window of minute 5, so
     // its partials of the windows from minute 3 on are not stored yet.
     let held = withhold_shard_1(&store, START + 3 * MIN).await;
@@ -440,7 +440,7 @@ async fn a_window_is_not_evaluated_before_a_quiet_shard_could_report_a_record_fr
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalDirStore::new(dir.path());
     seed_partials(&store).await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     // Shard 0 is through minute 7. Shard 1 was quiet (no progress record at all), and records
     // reached it just before window 3 closed at minute 6: Lambda has not invoked its
     // aggregator for them yet, so nothing says it is busy, and its partials are not stored.
@@ -485,7 +485,7 @@ async fn a_runner_that_tracks_its_shards_gets_only_the_windows_closed_before_its
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalDirStore::new(dir.path());
     seed_partials(&store).await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     // Long after every window, but the runner vouches only for arrivals before minute 4: one
     // of its shards has not been read past it. No progress record exists, and none is needed.
     let now = START + 30 * MIN;
@@ -515,7 +515,7 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LocalDirStore::new(dir.path());
     seed_partials(&store).await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     let wait = ShardWait::default();
     // Shard 1 keeps retrying the Lambda window of minute 0 (its progress is fresh, never
     // further); shard 0 is through everything.
@@ -552,7 +552,7 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
 #[tokio::test]
 async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_without_them() {
     let (_dir, store, receiver) = seeded_with_webhook().await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     let marker = open_markers::marker_key("acme");
 
     // Windows 0-5: acme's error-rate alert fires at the end of minute 4.
@@ -645,7 +645,7 @@ impl BlobStore for MarkersFail {
 #[tokio::test]
 async fn a_failed_marker_write_still_delivers_and_is_put_right_by_the_next_run() {
     let (_dir, store, receiver) = seeded_with_webhook().await;
-    let http = HttpPoster::new().expect("client");
+    let http = HttpPoster::allowing_loopback().expect("client");
     let failing = MarkersFail(store.clone());
     // Windows 0-5: acme's alert fires; its marker cannot be written.
     evaluator(&failing, &http)

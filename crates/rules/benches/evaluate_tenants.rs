@@ -19,11 +19,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_core::aggregate::{aggregate_records, store_partials};
-use sluice_core::alerting::delivery::HttpPoster;
+use sluice_core::alerting::delivery::{HttpPoster, PostError};
 use sluice_core::evaluate::{EvaluateConfig, Evaluator};
 use sluice_core::synth::{Generator, Incident, SynthConfig};
 use sluice_core::window::{TenantWindow, WindowAggregator, WindowConfig};
 use sluice_core::{BlobStore, IngestConfig, LocalDirStore, StreamRecord};
+use sluice_rules::accepted::{AcceptedRecord, sha256_hex};
 use sluice_rules::tenant_rules::StoreRuleRunner;
 use sluice_rules::{Policy, RuleId};
 use support::{host, wasm_built};
@@ -54,7 +55,7 @@ impl HttpPoster for Accepting {
         _headers: &[(String, String)],
         _body: Bytes,
         _timeout: Duration,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, PostError> {
         Ok(200)
     }
 }
@@ -128,9 +129,8 @@ fn evaluate_tenants(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     let host = host();
-    let artifact = host
-        .precompile(&wasm_built("threshold", "release"))
-        .expect("threshold precompiles");
+    let module = wasm_built("threshold", "release");
+    let artifact = host.precompile(&module).expect("threshold precompiles");
     let rules_dir = scratch_dir();
     let rules = LocalDirStore::new(rules_dir.path());
     let shards = partials();
@@ -155,6 +155,25 @@ fn evaluate_tenants(c: &mut Criterion) {
                     )
                     .await
                     .expect("artifact stored");
+                // What the registry records beside it: the evaluator loads nothing else.
+                let record = AcceptedRecord {
+                    engine_fingerprint: host.fingerprint().to_owned(),
+                    compiled_key: id.compiled_key(host.fingerprint()),
+                    artifact_sha256: sha256_hex(artifact.bytes()),
+                    module_sha256: sha256_hex(&module),
+                };
+                rules
+                    .put(&id.accepted_module_key(), Bytes::from(module.clone()), "application/wasm")
+                    .await
+                    .expect("module stored");
+                rules
+                    .put(
+                        &id.accepted_record_key(),
+                        Bytes::from(serde_json::to_vec(&record).expect("JSON")),
+                        "application/json",
+                    )
+                    .await
+                    .expect("record stored");
             }
         }
     });

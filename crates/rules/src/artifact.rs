@@ -2,9 +2,10 @@
 //! machine code that runs as is. So this host only ever deserialises a [`TrustedArtifact`],
 //! which can only come from [`Host::precompile`](crate::Host::precompile) (or
 //! [`LoadedRule::artifact`](crate::LoadedRule::artifact)) in this process, or be read back
-//! from the location where only the registry writes (`compiled/<fingerprint>/…`), via
-//! [`TrustedArtifact::from_trusted_store`]. A tenant's upload is always a `.wasm` that goes
-//! through validation and compilation; never a `.cwasm`.
+//! from the location where only the registry writes (`compiled/<fingerprint>/…`) and match
+//! the SHA-256 the registry recorded for it ([`TrustedArtifact::from_verified_store`],
+//! docs/ARCHITECTURE.md §10). A tenant's upload is always a `.wasm` that goes through
+//! validation and compilation; never a `.cwasm`.
 
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
@@ -41,6 +42,26 @@ impl TrustedArtifact {
         TrustedArtifact::new(fingerprint.into(), bytes)
     }
 
+    /// Bytes read back from `compiled/…`, accepted only when their SHA-256 is `recorded`, the
+    /// digest the registry wrote beside the accepted version (where only the registry
+    /// writes). On a mismatch, gives back the digest the bytes have: log it, count it, and
+    /// recompile from the component instead.
+    pub fn from_verified_store(
+        fingerprint: impl Into<String>,
+        bytes: Vec<u8>,
+        recorded: &str,
+    ) -> Result<TrustedArtifact, DigestMismatch> {
+        let found = crate::accepted::sha256_hex(&bytes);
+        if found.eq_ignore_ascii_case(recorded) {
+            Ok(TrustedArtifact::new(fingerprint.into(), bytes))
+        } else {
+            Err(DigestMismatch {
+                recorded: recorded.to_owned(),
+                found,
+            })
+        }
+    }
+
     /// The fingerprint of the engine that compiled it.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -50,6 +71,14 @@ impl TrustedArtifact {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+}
+
+/// Stored artifact bytes whose SHA-256 is not the one the registry recorded: never loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the artifact's SHA-256 is {found}, the registry recorded {recorded}")]
+pub struct DigestMismatch {
+    pub recorded: String,
+    pub found: String,
 }
 
 /// Deserialises a trusted artifact after checking it was compiled for this engine.

@@ -7,7 +7,9 @@
 //!   configuration never picks up stale code: it finds nothing and recompiles.
 //!
 //! [`ArtifactCache`] implements the `compiled/` side on a local directory, and remembers
-//! which module each artifact came from (its SHA-256), so a re-uploaded module is recompiled.
+//! which module each artifact came from (its SHA-256), so a re-uploaded module is recompiled,
+//! and the artifact's own SHA-256, so an artifact changed on disk is never loaded
+//! (docs/ARCHITECTURE.md §10).
 
 use std::fs;
 use std::io::Write;
@@ -125,7 +127,8 @@ impl ArtifactCache {
         artifact.with_extension("cwasm.sha256")
     }
 
-    /// The artifact of `id` for the host's engine, if it was compiled from `wasm`.
+    /// The artifact of `id` for the host's engine, if it was compiled from `wasm` and is
+    /// byte for byte what was put (its SHA-256 is the recorded one).
     pub fn get(
         &self,
         host: &Host,
@@ -138,14 +141,28 @@ impl ArtifactCache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&path, e)),
         };
-        if recorded.trim() != module_digest(wasm) {
+        let mut lines = recorded.lines();
+        let (Some(module), Some(artifact_digest)) = (lines.next(), lines.next()) else {
+            return Ok(None);
+        };
+        if module.trim() != module_digest(wasm) {
             return Ok(None);
         }
         match fs::read(&path) {
-            Ok(bytes) => Ok(Some(TrustedArtifact::from_trusted_store(
-                host.fingerprint(),
-                bytes,
-            ))),
+            Ok(bytes) => {
+                match TrustedArtifact::from_verified_store(
+                    host.fingerprint(),
+                    bytes,
+                    artifact_digest.trim(),
+                ) {
+                    Ok(artifact) => Ok(Some(artifact)),
+                    Err(mismatch) => {
+                        tracing::error!(path = %path.display(), %mismatch,
+                            "cached artifact changed since it was written; not loading it");
+                        Ok(None)
+                    }
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&path, e)),
         }
@@ -160,7 +177,12 @@ impl ArtifactCache {
     ) -> Result<PathBuf, CacheError> {
         let path = self.path(artifact.fingerprint(), id);
         write_atomically(&path, artifact.bytes())?;
-        write_atomically(&Self::digest_path(&path), module_digest(wasm).as_bytes())?;
+        let digests = format!(
+            "{}\n{}\n",
+            module_digest(wasm),
+            crate::accepted::sha256_hex(artifact.bytes())
+        );
+        write_atomically(&Self::digest_path(&path), digests.as_bytes())?;
         Ok(path)
     }
 

@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub keep_resident_bytes: usize,
     /// The largest module accepted, in bytes. 8 MiB.
     pub max_module_bytes: usize,
+    /// How long the registry lets one upload compile and test-evaluate before it rejects it
+    /// (`compile_timeout`). 20 s.
+    pub max_compile_time: Duration,
     /// Virtual address space reserved per linear memory; `None` keeps wasmtime's default
     /// (4 GiB on 64-bit hosts, which lets compiled code skip bounds checks). *Fingerprinted.*
     pub memory_reservation: Option<u64>,
@@ -45,6 +48,7 @@ impl Default for EngineConfig {
             max_instances: 64,
             keep_resident_bytes: 1 << 20,
             max_module_bytes: 8 << 20,
+            max_compile_time: Duration::from_secs(20),
             memory_reservation: None,
         }
     }

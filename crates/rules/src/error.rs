@@ -26,6 +26,10 @@ pub enum RuleError {
         "unsupported contract version: the component exports `{found}`, this host supports `{supported}`"
     )]
     UnsupportedVersion { found: String, supported: String },
+    /// Compiling and test-evaluating the upload took longer than the registry allows
+    /// ([`EngineConfig::max_compile_time`](crate::EngineConfig::max_compile_time)).
+    #[error("compiling and checking the component took longer than {0:?}")]
+    CompileTimeout(Duration),
     /// The component exports no rule interface at all, or one whose `evaluate` has another
     /// signature than the contract's.
     #[error("not a sluice rule: {0}")]
@@ -87,6 +91,7 @@ impl RuleError {
         match self {
             RuleError::TooLarge { .. } => "too_large",
             RuleError::Compile(_) => "compile",
+            RuleError::CompileTimeout(_) => "compile_timeout",
             RuleError::ForbiddenImport(_) => "forbidden_import",
             RuleError::UnsupportedVersion { .. } => "unsupported_version",
             RuleError::NotARule(_) => "not_a_rule",

@@ -22,18 +22,21 @@ use crate::window::Window;
 type EvaluateParams<'a> = (&'a Window, &'a str, Option<&'a [u8]>);
 type EvaluateResults = (Result<Evaluation, GuestError>,);
 
-/// The rules host. Build one per process and share it (`Arc<Host>`); it is `Send + Sync`.
+/// The rules host. Build one per process and share it; it is `Send + Sync`, and cheap to
+/// clone (the clones share the engine and its ticker), so work can be moved to another thread
+/// (the registry's bounded compile).
 ///
 /// Evaluation is synchronous and CPU-bound. Called from async code, [`Host::evaluate`] takes
 /// the rule off the runtime (wasmtime-wasi's synchronous WASI bindings cannot run on a tokio
 /// runtime thread); the thread it runs on, the caller's included, needs a stack larger than
 /// [`EngineConfig::max_stack_bytes`] (Rust's and tokio's default 2 MiB is).
+#[derive(Clone)]
 pub struct Host {
     engine: Engine,
     linker: Linker<Sandbox>,
     config: EngineConfig,
     fingerprint: String,
-    _ticker: EpochTicker,
+    _ticker: std::sync::Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for Host {
@@ -121,7 +124,7 @@ impl Host {
             linker,
             config,
             fingerprint,
-            _ticker: ticker,
+            _ticker: std::sync::Arc::new(ticker),
         })
     }
 

@@ -12,7 +12,8 @@
 //!   ([`ValidationReport`]).
 //! - [`Host::precompile`] / [`LoadedRule::artifact`] give the `.cwasm` to store under
 //!   `compiled/<fingerprint>/…`; [`Host::load_precompiled`] loads it back, and only from a
-//!   [`TrustedArtifact`] (deserialising is `unsafe`: never from a tenant).
+//!   [`TrustedArtifact`] (deserialising is `unsafe`: never from a tenant), which from a store
+//!   means bytes whose SHA-256 matches the registry's [`accepted::AcceptedRecord`].
 //! - [`Host::evaluate`] runs a rule on a [`Window`] with its [`Params`] and previous state, in
 //!   a fresh store under the tenant's [`Policy`] (fuel, deadline, memory, output bounds), and
 //!   returns an [`Outcome`] or a typed [`RuleError`].
@@ -33,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accepted;
 mod alert;
 mod artifact;
 mod cache;
@@ -42,12 +44,14 @@ pub mod contract;
 mod engine;
 mod error;
 mod host;
+mod lru;
 mod manifest;
 mod output;
 mod policy;
 mod sample;
 mod sandbox;
 pub mod tenant_rules;
+mod verified_load;
 mod window;
 
 /// Each phase of loading and evaluating on its own, for the benchmarks. Not a stable API.
@@ -57,7 +61,7 @@ pub mod phases {
 }
 
 pub use alert::{Alert, Severity};
-pub use artifact::TrustedArtifact;
+pub use artifact::{DigestMismatch, TrustedArtifact};
 pub use cache::{ArtifactCache, CacheError, InvalidName, RuleId, module_digest};
 pub use capture::CAPTURE_BYTES;
 pub use engine::{EngineConfig, EngineError};

@@ -1,8 +1,11 @@
-//! Per-tenant sandbox limits, and a rule's own (lower) limits from its manifest.
+//! Per-tenant sandbox limits ([`Policy::for_tenant`], from the tenant's
+//! [`TenantLimits`], docs/ARCHITECTURE.md §10), and a rule's own (lower) limits from its
+//! manifest.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sluice_core::tenancy::limits::TenantLimits;
 
 /// 16 MiB, the default memory cap of a rule.
 pub const DEFAULT_MEMORY_BYTES: usize = 16 << 20;
@@ -52,6 +55,18 @@ pub struct Limits {
 }
 
 impl Policy {
+    /// The policy a tenant's rules run under: this one with the fuel, deadline and memory the
+    /// tenant's limits set (operators may raise them above the defaults; memory stays capped
+    /// by the engine's pool slot).
+    pub fn for_tenant(&self, limits: &TenantLimits) -> Policy {
+        Policy {
+            fuel: limits.fuel,
+            deadline: Duration::from_millis(limits.deadline_ms),
+            memory_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            ..*self
+        }
+    }
+
     /// This policy, lowered where the rule's own limits are lower.
     pub fn restricted_by(&self, limits: &Limits) -> Policy {
         fn lower<T: Ord + Copy>(policy: T, rule: Option<T>) -> T {
@@ -107,6 +122,28 @@ mod tests {
         assert_eq!(p.memory_bytes, 4 << 20);
         assert_eq!(p.max_output_bytes, policy.max_output_bytes);
         assert_eq!(p.max_alerts, policy.max_alerts);
+    }
+
+    #[test]
+    fn a_tenants_limits_set_its_sandbox_budget() {
+        let limits = TenantLimits {
+            fuel: 1_000,
+            deadline_ms: 5,
+            memory_bytes: 1 << 20,
+            ..TenantLimits::default()
+        };
+        let p = Policy::default().for_tenant(&limits);
+        assert_eq!(
+            (p.fuel, p.deadline, p.memory_bytes),
+            (1_000, Duration::from_millis(5), 1 << 20)
+        );
+        assert_eq!(p.max_alerts, Policy::default().max_alerts);
+        let d = Policy::default().for_tenant(&TenantLimits::default());
+        assert_eq!(
+            d,
+            Policy::default(),
+            "the default tenant runs under the default policy"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Rules in the rules bucket: the registry (validate an upload, precompile it, write its
-//! status) and the runner the evaluator uses (load a tenant's accepted rules from `compiled/` and
-//! evaluate them).
+//! Rules in the rules bucket: the registry (validate an upload, precompile it, record it, write
+//! its status) and the runner the evaluator uses (load a tenant's accepted rules and evaluate
+//! them).
 //!
-//! Layout (docs/ARCHITECTURE.md §3): tenants write `rules/<tenant>/<rule>/module.wasm` and `rule.toml`; the
-//! registry writes `rules/<tenant>/<rule>/status.json` and, only for accepted rules,
-//! `compiled/<engine fingerprint>/<tenant>/<rule>.cwasm`. Only that prefix is ever deserialised.
+//! Layout (docs/ARCHITECTURE.md §3, §10): tenants write `rules/<tenant>/<rule>/module.wasm` and
+//! `rule.toml`; the registry writes `rules/<tenant>/<rule>/status.json` and, only for accepted
+//! rules, `compiled/<engine fingerprint>/<tenant>/<rule>.cwasm` and
+//! `control/registry/<tenant>/<rule>/` (the accepted component and the record of both
+//! digests). An artifact is deserialised only when its digest is the recorded one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +17,18 @@ use serde::{Deserialize, Serialize};
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput};
 use sluice_core::evaluate::{RuleRunner, TenantRule};
+use sluice_core::tenancy::limits::TenantLimits;
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::{BlobStore, StoreError};
 
+use crate::accepted::{AcceptedRecord, REGISTRY_PREFIX, accepted_rules, sha256_hex};
+use crate::lru::Lru;
+pub use crate::verified_load::LoadStats;
+use crate::verified_load::{LoadCounters, load_accepted};
 use crate::window::{Latency, Level, LevelCounts, LogPattern, ServiceStats, Window};
 use crate::{
-    Host, LoadedRule, Manifest, Params, Policy, RuleError, RuleId, Severity, TrustedArtifact,
+    Host, Limits, LoadedRule, Manifest, Params, Policy, RuleError, RuleId, Severity,
+    TrustedArtifact,
 };
 
 /// What the registry concluded about an upload, written to `status.json` next to it.
@@ -78,8 +86,19 @@ pub enum RegistryError {
     Json(#[from] serde_json::Error),
 }
 
+/// The largest `rule.toml` the registry reads.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+
 /// Validates `rules/<tenant>/<rule>/`, precompiles it when it is acceptable, and writes
-/// `status.json`. A rejected rule's old artifact is removed, so it never runs.
+/// `status.json`. For an accepted rule it writes, under prefixes only the registry may write,
+/// the artifact (`compiled/…`), a copy of the accepted component, and last the record with
+/// both digests that the evaluator checks before loading anything
+/// ([`crate::accepted::AcceptedRecord`], docs/ARCHITECTURE.md §10). A rejected rule's record
+/// and artifact are removed, so it never runs.
+///
+/// Sizes are checked with a HEAD before anything is downloaded, and compiling plus the test
+/// evaluation run on a blocking thread for at most
+/// [`EngineConfig::max_compile_time`](crate::EngineConfig::max_compile_time).
 pub async fn register(
     host: &Host,
     store: &dyn BlobStore,
@@ -89,66 +108,54 @@ pub async fn register(
 ) -> Result<RegistryStatus, RegistryError> {
     let id = RuleId::new(tenant, rule)?;
     let compiled_key = id.compiled_key(host.fingerprint());
-    let wasm = store.get(&id.module_key()).await?;
-    let manifest = store.get(&id.manifest_key()).await?;
-    let status = match (wasm, manifest) {
-        (None, _) => RegistryStatus::rejected(
+    let limits = tenant_limits(store, tenant).await;
+    let policy = &policy.for_tenant(&limits);
+    let status = match read_upload(host, store, &id).await? {
+        Err(rejected) => rejected,
+        Ok(_) if over_rule_limit(store, &id, &limits).await? => RegistryStatus::rejected(
             host,
             0,
-            "missing_module",
-            format!("{} is missing", id.module_key()),
+            "too_many_rules",
+            format!(
+                "tenant {tenant} already has {} accepted rules, its limit; remove one first",
+                limits.max_rules
+            ),
         ),
-        (Some(w), None) => RegistryStatus::rejected(
-            host,
-            w.len(),
-            "missing_manifest",
-            format!("{} is missing", id.manifest_key()),
-        ),
-        (Some(wasm), Some(manifest)) => {
-            match Manifest::parse(&String::from_utf8_lossy(&manifest)) {
-                Err(e) => RegistryStatus::rejected(
-                    host,
-                    wasm.len(),
-                    "invalid_manifest",
-                    format!("rule.toml: {e}"),
-                ),
-                Ok(manifest) => {
-                    let policy = policy.restricted_by(&manifest.limits);
-                    match host
-                        .validate(&wasm, &manifest.params, &policy)
-                        .and_then(|v| Ok((v.rule.artifact()?, v.report)))
-                    {
-                        Err(e) => {
-                            RegistryStatus::rejected(host, wasm.len(), e.code(), e.to_string())
-                        }
-                        Ok((artifact, report)) => {
-                            store
-                                .put(
-                                    &compiled_key,
-                                    Bytes::from(artifact.bytes().to_vec()),
-                                    "application/octet-stream",
-                                )
-                                .await?;
-                            RegistryStatus {
-                                status: "accepted".into(),
-                                reason: None,
-                                code: None,
-                                size_bytes: report.size_bytes,
-                                imports: report.imports,
-                                exports: report.exports,
-                                fuel_used: report.canned.fuel_consumed,
-                                compile_ms: report.compile_time.as_millis() as u64,
-                                compiled_key: Some(compiled_key.clone()),
-                                engine_fingerprint: host.fingerprint().to_owned(),
-                            }
+        Ok((wasm, manifest)) => match Manifest::parse(&String::from_utf8_lossy(&manifest)) {
+            Err(e) => RegistryStatus::rejected(
+                host,
+                wasm.len(),
+                "invalid_manifest",
+                format!("rule.toml: {e}"),
+            ),
+            Ok(manifest) => {
+                let policy = policy.restricted_by(&manifest.limits);
+                match validate_bounded(host, wasm.clone(), manifest.params.clone(), policy).await {
+                    Err(e) => RegistryStatus::rejected(host, wasm.len(), e.code(), e.to_string()),
+                    Ok((artifact, report)) => {
+                        record_accepted(host, store, &id, &wasm, &artifact).await?;
+                        RegistryStatus {
+                            status: "accepted".into(),
+                            reason: None,
+                            code: None,
+                            size_bytes: report.size_bytes,
+                            imports: report.imports,
+                            exports: report.exports,
+                            fuel_used: report.canned.fuel_consumed,
+                            compile_ms: report.compile_time.as_millis() as u64,
+                            compiled_key: Some(compiled_key.clone()),
+                            engine_fingerprint: host.fingerprint().to_owned(),
                         }
                     }
                 }
             }
-        }
+        },
     };
     if !status.accepted() {
+        // The record first: without it nothing is loaded, whatever is left behind.
+        store.delete(&id.accepted_record_key()).await?;
         store.delete(&compiled_key).await?;
+        store.delete(&id.accepted_module_key()).await?;
     }
     let status_key = format!("rules/{tenant}/{rule}/status.json");
     store
@@ -160,6 +167,153 @@ pub async fn register(
         .await?;
     tracing::info!(tenant, rule, status = %status.status, reason = status.reason.as_deref().unwrap_or(""), "rule registered");
     Ok(status)
+}
+
+/// The tenant's limits; the defaults (with a warning) when they cannot be read.
+async fn tenant_limits(store: &dyn BlobStore, tenant: &str) -> TenantLimits {
+    match TenantLimits::load(store, tenant).await {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(tenant, error = %e, "tenant limits unreadable; using the defaults");
+            TenantLimits::default()
+        }
+    }
+}
+
+/// True when `id` is a new rule and its tenant already has as many accepted rules as its
+/// limit allows.
+async fn over_rule_limit(
+    store: &dyn BlobStore,
+    id: &RuleId,
+    limits: &TenantLimits,
+) -> Result<bool, RegistryError> {
+    let keys = store
+        .list(&format!("{REGISTRY_PREFIX}{}/", id.tenant()))
+        .await?;
+    let accepted = accepted_rules(id.tenant(), &keys);
+    Ok(!accepted.iter().any(|r| r == id.rule()) && accepted.len() >= limits.rules())
+}
+
+/// The upload's module and manifest, each checked for size with a HEAD before it is read; or
+/// the rejection.
+async fn read_upload(
+    host: &Host,
+    store: &dyn BlobStore,
+    id: &RuleId,
+) -> Result<Result<(Bytes, Bytes), RegistryStatus>, RegistryError> {
+    let module_limit = host.config().max_module_bytes as u64;
+    let (module_key, manifest_key) = (id.module_key(), id.manifest_key());
+    let too_large = |key: &str, size: u64, limit: u64| {
+        RegistryStatus::rejected(
+            host,
+            usize::try_from(size).unwrap_or(usize::MAX),
+            "too_large",
+            format!("{key} is {size} bytes, over the cap of {limit} bytes"),
+        )
+    };
+    let module_size = match store.size(&module_key).await? {
+        None => {
+            return Ok(Err(RegistryStatus::rejected(
+                host,
+                0,
+                "missing_module",
+                format!("{module_key} is missing"),
+            )));
+        }
+        Some(size) if size > module_limit => {
+            return Ok(Err(too_large(&module_key, size, module_limit)));
+        }
+        Some(size) => size,
+    };
+    match store.size(&manifest_key).await? {
+        None => {
+            return Ok(Err(RegistryStatus::rejected(
+                host,
+                usize::try_from(module_size).unwrap_or(usize::MAX),
+                "missing_manifest",
+                format!("{manifest_key} is missing"),
+            )));
+        }
+        Some(size) if size > MAX_MANIFEST_BYTES => {
+            return Ok(Err(too_large(&manifest_key, size, MAX_MANIFEST_BYTES)));
+        }
+        Some(_) => {}
+    }
+    // Either may have changed since the HEAD; the host checks the module's size again.
+    match (store.get(&module_key).await?, store.get(&manifest_key).await?) {
+        (Some(wasm), Some(manifest)) if manifest.len() as u64 <= MAX_MANIFEST_BYTES => {
+            Ok(Ok((wasm, manifest)))
+        }
+        _ => Ok(Err(RegistryStatus::rejected(
+            host,
+            usize::try_from(module_size).unwrap_or(usize::MAX),
+            "changed_during_registration",
+            "the module or rule.toml changed while the registry read it; it registers again on the new upload".into(),
+        ))),
+    }
+}
+
+/// Compiles, checks and test-evaluates an upload on a blocking thread, giving up after the
+/// engine's compile deadline (the thread finishes on its own; its result is dropped).
+async fn validate_bounded(
+    host: &Host,
+    wasm: Bytes,
+    params: Params,
+    policy: Policy,
+) -> Result<(TrustedArtifact, crate::ValidationReport), RuleError> {
+    let limit = host.config().max_compile_time;
+    let worker = host.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let validated = worker.validate(&wasm, &params, &policy)?;
+        Ok((validated.rule.artifact()?, validated.report))
+    });
+    match tokio::time::timeout(limit, task).await {
+        Err(_) => Err(RuleError::CompileTimeout(limit)),
+        Ok(Err(join)) => Err(RuleError::Instantiate(format!(
+            "the validation thread failed: {join}"
+        ))),
+        Ok(Ok(result)) => result,
+    }
+}
+
+/// Writes an accepted rule's artifact, the accepted component, then the record of both
+/// digests: the record last, so the evaluator never sees a record without its artifact.
+async fn record_accepted(
+    host: &Host,
+    store: &dyn BlobStore,
+    id: &RuleId,
+    wasm: &[u8],
+    artifact: &TrustedArtifact,
+) -> Result<(), RegistryError> {
+    let compiled_key = id.compiled_key(host.fingerprint());
+    store
+        .put(
+            &compiled_key,
+            Bytes::from(artifact.bytes().to_vec()),
+            "application/octet-stream",
+        )
+        .await?;
+    store
+        .put(
+            &id.accepted_module_key(),
+            Bytes::copy_from_slice(wasm),
+            "application/wasm",
+        )
+        .await?;
+    let record = AcceptedRecord {
+        engine_fingerprint: host.fingerprint().to_owned(),
+        compiled_key,
+        artifact_sha256: sha256_hex(artifact.bytes()),
+        module_sha256: sha256_hex(wasm),
+    };
+    store
+        .put(
+            &id.accepted_record_key(),
+            Bytes::from(serde_json::to_vec_pretty(&record)?),
+            "application/json",
+        )
+        .await?;
+    Ok(())
 }
 
 /// The converter from the core's window summary to the contract's window.
@@ -219,51 +373,88 @@ pub fn to_contract_window(w: &WindowSummary) -> Window {
     }
 }
 
-/// A loaded rule, the tag of the artifact it came from ([`BlobStore::head`]), and its policy.
-type CachedRule = (sluice_core::store::ETag, Arc<LoadedRule>, Policy);
+/// A loaded rule, the registry's record it was loaded for, and its manifest's own limits.
+#[derive(Debug, Clone)]
+struct CachedRule {
+    record: AcceptedRecord,
+    rule: Arc<LoadedRule>,
+    limits: Limits,
+}
 
-/// Runs a tenant's accepted rules out of a rules store, caching loaded artifacts.
+/// How many loaded rules a runner keeps by default (each holds compiled code).
+pub const DEFAULT_LOADED_RULES: usize = 512;
+
+/// Runs a tenant's accepted rules out of a rules store: the rules the registry recorded under
+/// `control/registry/<tenant>/`, each loaded only as [`crate::accepted`] allows, and kept in a
+/// bounded cache (least recently used out) while its record is unchanged.
 #[derive(Debug)]
 pub struct StoreRuleRunner<'a> {
     host: &'a Host,
     store: &'a dyn BlobStore,
     policy: Policy,
-    loaded: Mutex<HashMap<String, CachedRule>>,
+    loaded: Mutex<Lru<RuleId, CachedRule>>,
+    /// Each tenant's limits, read again whenever its rules are listed (once per window).
+    tenant_limits: Mutex<HashMap<String, TenantLimits>>,
+    counters: LoadCounters,
 }
 
 impl<'a> StoreRuleRunner<'a> {
     pub fn new(host: &'a Host, store: &'a dyn BlobStore, policy: Policy) -> Self {
+        Self::with_capacity(host, store, policy, DEFAULT_LOADED_RULES)
+    }
+
+    /// A runner that keeps at most `capacity` loaded rules.
+    pub fn with_capacity(
+        host: &'a Host,
+        store: &'a dyn BlobStore,
+        policy: Policy,
+        capacity: usize,
+    ) -> Self {
         Self {
             host,
             store,
             policy,
-            loaded: Mutex::default(),
+            loaded: Mutex::new(Lru::new(capacity)),
+            tenant_limits: Mutex::default(),
+            counters: LoadCounters::default(),
         }
     }
 
-    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Policy), String> {
+    /// What loading did since the last call (digest mismatches, recompilations), for metrics.
+    pub fn take_load_stats(&self) -> LoadStats {
+        self.counters.take()
+    }
+
+    /// The policy `tenant`'s rules run under: the runner's, with the tenant's limits.
+    fn tenant_policy(&self, tenant: &str) -> Policy {
+        let limits = self
+            .tenant_limits
+            .lock()
+            .ok()
+            .and_then(|l| l.get(tenant).copied())
+            .unwrap_or_default();
+        self.policy.for_tenant(&limits)
+    }
+
+    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Limits), String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
-        let key = id.compiled_key(self.host.fingerprint());
-        let gone = || format!("{key} is gone (rule rejected or removed)");
-        // Artifacts are megabytes: only their tag is read while the cached one is current.
-        let tag = self
+        let record_key = id.accepted_record_key();
+        let body = self
             .store
-            .head(&key)
+            .get(&record_key)
             .await
             .map_err(|e| e.to_string())?
-            .ok_or_else(gone)?;
-        if let Ok(cache) = self.loaded.lock()
-            && let Some((cached, rule, policy)) = cache.get(&key)
-            && *cached == tag
+            .ok_or_else(|| {
+                format!("{tenant}/{rule} has no accepted version (rejected or removed)")
+            })?;
+        let record: AcceptedRecord =
+            serde_json::from_slice(&body).map_err(|e| format!("{record_key}: {e}"))?;
+        if let Ok(mut cache) = self.loaded.lock()
+            && let Some(cached) = cache.get(&id)
+            && cached.record == record
         {
-            return Ok((rule.clone(), *policy));
+            return Ok((cached.rule, cached.limits));
         }
-        let bytes = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(gone)?;
         let manifest = match self
             .store
             .get(&id.manifest_key())
@@ -275,34 +466,34 @@ impl<'a> StoreRuleRunner<'a> {
             }
             None => return Err(format!("{} is missing", id.manifest_key())),
         };
-        let policy = self.policy.restricted_by(&manifest.limits);
-        // Only the registry writes under compiled/, so these bytes are trusted.
-        let artifact = TrustedArtifact::from_trusted_store(self.host.fingerprint(), bytes.to_vec());
-        let loaded = Arc::new(
-            self.host
-                .load_precompiled(&artifact)
-                .map_err(|e| e.to_string())?,
-        );
+        let limits = manifest.limits;
+        let loaded =
+            Arc::new(load_accepted(self.host, self.store, &id, &record, &self.counters).await?);
         if let Ok(mut cache) = self.loaded.lock() {
-            cache.insert(key, (tag, loaded.clone(), policy));
+            cache.insert(
+                id,
+                CachedRule {
+                    record,
+                    rule: loaded.clone(),
+                    limits,
+                },
+            );
         }
-        Ok((loaded, policy))
+        Ok((loaded, limits))
     }
 }
 
 #[async_trait]
 impl RuleRunner for StoreRuleRunner<'_> {
     async fn rules(&self, tenant: &str) -> Result<Vec<TenantRule>, String> {
-        let prefix = format!("compiled/{}/{tenant}/", self.host.fingerprint());
+        let limits = tenant_limits(self.store, tenant).await;
+        if let Ok(mut all) = self.tenant_limits.lock() {
+            all.insert(tenant.to_owned(), limits);
+        }
+        let prefix = format!("{REGISTRY_PREFIX}{tenant}/");
         let keys = self.store.list(&prefix).await.map_err(|e| e.to_string())?;
         let mut rules = Vec::new();
-        for key in keys {
-            let Some(name) = key
-                .strip_prefix(&prefix)
-                .and_then(|k| k.strip_suffix(".cwasm"))
-            else {
-                continue;
-            };
+        for name in accepted_rules(tenant, &keys) {
             let manifest_key = format!("rules/{tenant}/{name}/rule.toml");
             let params = match self
                 .store
@@ -338,7 +529,8 @@ impl RuleRunner for StoreRuleRunner<'_> {
         params: &toml::Table,
         state: Option<&[u8]>,
     ) -> Result<RuleOutput, String> {
-        let (loaded, policy) = self.load(tenant, &rule.name).await?;
+        let (loaded, limits) = self.load(tenant, &rule.name).await?;
+        let policy = self.tenant_policy(tenant).restricted_by(&limits);
         let json = serde_json::to_string(params).map_err(|e| e.to_string())?;
         let params = Params::from_json(&json).map_err(|e| e.to_string())?;
         let outcome = self

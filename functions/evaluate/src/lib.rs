@@ -22,6 +22,11 @@ pub struct RunCounts {
     /// Shards left out of an evaluated window because they were still behind after the
     /// longest wait.
     pub shards_left_behind: u64,
+    /// Precompiled artifacts whose SHA-256 was not the registry's: never loaded
+    /// (docs/ARCHITECTURE.md §10). Anything but zero means someone wrote `compiled/`.
+    pub artifact_digest_mismatches: u64,
+    /// Rules compiled from their accepted component instead of loaded from an artifact.
+    pub rules_recompiled: u64,
 }
 
 /// Adds up a run's reports.
@@ -60,6 +65,12 @@ pub fn metrics_line(function: &str, c: &RunCounts, now_ms: i64) -> String {
             Metric::int("NotificationsUndelivered", Unit::Count, c.undelivered),
             Metric::int("ShardsWaitedFor", Unit::Count, c.shards_waited_for),
             Metric::int("ShardsLeftBehind", Unit::Count, c.shards_left_behind),
+            Metric::int(
+                "ArtifactDigestMismatches",
+                Unit::Count,
+                c.artifact_digest_mismatches,
+            ),
+            Metric::int("RulesRecompiled", Unit::Count, c.rules_recompiled),
         ],
         now_ms,
     )
@@ -74,12 +85,14 @@ mod tests {
         let c = RunCounts {
             windows: 2,
             rule_failures: 3,
+            artifact_digest_mismatches: 1,
             ..RunCounts::default()
         };
         let line: serde_json::Value =
             serde_json::from_str(&metrics_line("sluice-evaluate", &c, 1_700_000_000_000))
                 .expect("JSON");
         assert_eq!(line["RuleFailures"], 3);
+        assert_eq!(line["ArtifactDigestMismatches"], 1);
         assert_eq!(line["WindowsEvaluated"], 2);
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "sluice");
     }

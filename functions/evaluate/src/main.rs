@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let rules = S3BlobStore::new(s3_client(&sdk), rules_bucket);
     let host = Host::new(EngineConfig::default()).context("starting the rules engine")?;
     let runner = StoreRuleRunner::new(&host, &rules, Policy::default());
+    // Public HTTPS destinations only (docs/ARCHITECTURE.md §10): never loopback on AWS.
     let http = sluice_notify::HttpPoster::new().context("building the webhook client")?;
     let evaluator = Evaluator {
         data: &data,
@@ -64,12 +65,17 @@ async fn main() -> anyhow::Result<()> {
         fingerprint = host.fingerprint(),
         "sluice-evaluate initialised"
     );
-    let (evaluator, function) = (&evaluator, &function);
+    let (evaluator, function, runner) = (&evaluator, &function, &runner);
     lambda_runtime::run(service_fn(
         move |_event: LambdaEvent<serde_json::Value>| async move {
             let now = now_ms();
             let run = evaluator.run(now).await?;
-            let counts = sluice_evaluate::counts(&run);
+            let loads = runner.take_load_stats();
+            let counts = sluice_evaluate::RunCounts {
+                artifact_digest_mismatches: loads.artifact_digest_mismatches,
+                rules_recompiled: loads.recompiled,
+                ..sluice_evaluate::counts(&run)
+            };
             tracing::info!(?counts, "evaluation run finished");
             emf::emit(&sluice_evaluate::metrics_line(function, &counts, now));
             Ok::<_, lambda_runtime::Error>(counts)

@@ -4,10 +4,11 @@
 //! - `sluice tenants keys create|list|revoke` ([`keys`]).
 //!
 //! Every subcommand takes `--data DIR` (the embedded default) or `--bucket B` (the rules/config
-//! bucket), prints a table, or JSON with `--json`. Per-tenant limits (`sluice tenants limits`)
-//! get their own submodule beside [`keys`] and their own variant of [`TenantsCommand`].
+//! bucket), prints a table, or JSON with `--json`; `sluice tenants limits` ([`limits`]) shows or
+//! sets a tenant's limits.
 
 mod keys;
+pub mod limits;
 pub mod store;
 
 use clap::{Args, Subcommand};
@@ -48,12 +49,19 @@ enum TenantsCommand {
     List,
     /// A tenant's API keys: create, list, revoke.
     Keys(keys::KeysArgs),
-    // `Limits(limits::LimitsArgs)`: per-tenant limits, in `cmd_tenants/limits.rs`.
+    /// Show or set a tenant's limits (sandbox budget, rules, state, per-window caps, ingest
+    /// quota).
+    Limits(limits::LimitsArgs),
 }
 
 pub fn run(args: TenantsArgs) -> anyhow::Result<()> {
     let runtime = crate::stores::runtime()?;
     runtime.block_on(async {
+        if let TenantsCommand::Limits(limits_args) = args.command {
+            // Limits need the store, not the key pepper.
+            let store = args.store.blob_store().await?;
+            return limits::run(store.as_ref(), limits_args, args.json).await;
+        }
         let keys = args.store.open().await?;
         match args.command {
             TenantsCommand::Create { tenant } => {
@@ -77,6 +85,7 @@ pub fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 }
             }
             TenantsCommand::Keys(keys_args) => keys::run(&keys, keys_args, args.json).await?,
+            TenantsCommand::Limits(_) => {}
         }
         Ok(())
     })

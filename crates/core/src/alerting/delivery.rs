@@ -1,5 +1,7 @@
 //! Delivering a notification: signed POST, retried with exponential backoff and jitter on 5xx,
-//! 429 and transport errors (timeouts included); other 4xx answers are final.
+//! 429 and transport errors (timeouts included); other 4xx answers are final, and so is a
+//! destination the egress check refuses ([`PostError::Refused`], docs/ARCHITECTURE.md §10):
+//! nothing was sent, and trying again would not change that.
 
 use std::time::Duration;
 
@@ -8,7 +10,24 @@ use bytes::Bytes;
 
 use super::webhook::sign;
 
-/// The HTTP port: one POST, answering the status code, or a transport error.
+/// Why a POST did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostError {
+    /// The destination is not allowed (scheme, or an address inside): nothing was sent.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// Connecting, sending or waiting for the answer failed; worth retrying.
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl From<String> for PostError {
+    fn from(message: String) -> Self {
+        PostError::Transport(message)
+    }
+}
+
+/// The HTTP port: one POST, answering the status code, or why there is none.
 #[async_trait]
 pub trait HttpPoster: Send + Sync + std::fmt::Debug {
     async fn post(
@@ -17,7 +36,7 @@ pub trait HttpPoster: Send + Sync + std::fmt::Debug {
         headers: &[(String, String)],
         body: Bytes,
         timeout: Duration,
-    ) -> Result<u16, String>;
+    ) -> Result<u16, PostError>;
 }
 
 /// How hard to try.
@@ -44,8 +63,18 @@ impl Default for RetryPolicy {
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryResult {
-    Delivered { status: u16, attempts: u32 },
-    Failed { error: String, attempts: u32 },
+    Delivered {
+        status: u16,
+        attempts: u32,
+    },
+    Failed {
+        error: String,
+        attempts: u32,
+    },
+    /// The destination was refused before anything was sent; not retried.
+    Refused {
+        reason: String,
+    },
 }
 
 /// One notification to send.
@@ -109,7 +138,8 @@ pub async fn deliver(
                     attempts: attempt,
                 };
             }
-            Err(e) => last_error = e,
+            Err(PostError::Refused(reason)) => return DeliveryResult::Refused { reason },
+            Err(PostError::Transport(e)) => last_error = e,
         }
         tracing::debug!(url = delivery.url, attempt, error = %last_error, "webhook delivery failed; retrying");
         if attempt < policy.attempts {
@@ -130,7 +160,7 @@ mod tests {
     use std::sync::Mutex;
 
     #[derive(Debug)]
-    struct Scripted(Mutex<Vec<Result<u16, String>>>);
+    struct Scripted(Mutex<Vec<Result<u16, PostError>>>);
 
     #[async_trait]
     impl HttpPoster for Scripted {
@@ -140,7 +170,7 @@ mod tests {
             _: &[(String, String)],
             _: Bytes,
             _: Duration,
-        ) -> Result<u16, String> {
+        ) -> Result<u16, PostError> {
             self.0.lock().map_err(|e| e.to_string())?.remove(0)
         }
     }
@@ -167,7 +197,7 @@ mod tests {
     async fn retries_server_errors_and_timeouts_until_success() {
         let poster = Scripted(Mutex::new(vec![
             Ok(503),
-            Err("timed out".into()),
+            Err(PostError::Transport("timed out".into())),
             Ok(429),
             Ok(200),
         ]));
@@ -194,6 +224,25 @@ mod tests {
                 error: "HTTP 500".into(),
                 attempts: 4
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_destination_is_final_after_one_attempt() {
+        let poster = Scripted(Mutex::new(vec![
+            Err(PostError::Refused("10.0.0.1 is private".into())),
+            Ok(200),
+        ]));
+        assert_eq!(
+            deliver(&poster, &delivery(), quick()).await,
+            DeliveryResult::Refused {
+                reason: "10.0.0.1 is private".into()
+            }
+        );
+        assert_eq!(
+            poster.0.lock().map(|v| v.len()).unwrap_or(0),
+            1,
+            "never retried"
         );
     }
 }

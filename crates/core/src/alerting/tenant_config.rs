@@ -1,10 +1,16 @@
-//! Per-tenant configuration, `tenants/<tenant>.toml` in the rules bucket: webhooks and where
-//! their signing secrets live, rule overrides, and silences.
+//! Per-tenant configuration, `tenants/<tenant>.toml` in the rules bucket: webhooks, rule
+//! overrides, and silences.
+//!
+//! A webhook's signing secret is never named here (no environment variable, no file): sluice
+//! generates it for the webhook's `id` and keeps it where only the service reads
+//! ([`super::webhook_secrets`], docs/ARCHITECTURE.md §10). An inline `secret` is accepted from
+//! the local runner, the demo and tests only; a configuration written through the API is
+//! checked by [`super::config_validation::validate_tenant_config`], which refuses it.
 //!
 //! ```toml
 //! [[webhooks]]
+//! id = "ops"
 //! url = "https://hooks.example.com/sluice"
-//! secret_env = "ACME_WEBHOOK_SECRET"      # or secret_file = "...", or secret = "..." (tests only)
 //!
 //! [rules.threshold]
 //! for_windows = 2
@@ -41,15 +47,13 @@ pub struct TenantConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
+    /// The webhook's id: its signing secret is
+    /// `control/tenants/<tenant>/webhook-secrets/<id>`. Required through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub url: String,
-    /// Name of an environment variable holding the signing secret.
-    #[serde(default)]
-    pub secret_env: Option<String>,
-    /// A file holding the signing secret.
-    #[serde(default)]
-    pub secret_file: Option<String>,
-    /// The secret itself (for local use and tests; prefer the other two).
-    #[serde(default)]
+    /// The secret inline: the local runner, the demo and tests only (refused through the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
 }
 
@@ -142,12 +146,10 @@ impl TenantConfig {
             if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
                 return Err(err("the URL must be http(s)"));
             }
-            let sources = [&w.secret_env, &w.secret_file, &w.secret]
-                .iter()
-                .filter(|s| s.is_some())
-                .count();
-            if sources > 1 {
-                return Err(err("give at most one of secret_env, secret_file, secret"));
+            if w.id.is_some() && w.secret.is_some() {
+                return Err(err(
+                    "a webhook with an id has a generated secret; remove `secret`",
+                ));
             }
         }
         Ok(config)
@@ -165,22 +167,18 @@ impl TenantConfig {
 }
 
 impl Webhook {
-    /// The signing secret, from wherever the configuration says it is; `None` means unsigned.
-    pub fn secret(&self) -> Result<Option<Vec<u8>>, String> {
-        if let Some(var) = &self.secret_env {
-            return std::env::var(var)
-                .map(|s| Some(s.into_bytes()))
-                .map_err(|_| format!("environment variable {var} is not set"));
-        }
-        if let Some(path) = &self.secret_file {
-            return std::fs::read(path)
-                .map(|mut s| {
-                    while s.last().is_some_and(u8::is_ascii_whitespace) {
-                        s.pop();
-                    }
-                    Some(s)
-                })
-                .map_err(|e| format!("reading {path}: {e}"));
+    /// The signing key: the generated secret of the webhook's id, from `store` (the rules
+    /// bucket's `control/` prefix), or the inline secret; `None` means unsigned.
+    pub async fn signing_key(
+        &self,
+        store: &dyn crate::store::BlobStore,
+        tenant: &str,
+    ) -> Result<Option<Vec<u8>>, String> {
+        if let Some(id) = &self.id {
+            return super::webhook_secrets::lookup(store, tenant, id)
+                .await
+                .map(|s| s.map(|s| s.signing_key().to_vec()))
+                .map_err(|e| e.to_string());
         }
         Ok(self.secret.as_ref().map(|s| s.as_bytes().to_vec()))
     }
@@ -216,7 +214,7 @@ mod tests {
         let labels = BTreeMap::from([("service".to_owned(), "search-v2".to_owned())]);
         assert!(c.silenced(&labels, 1_700_000_000_000));
         assert!(!c.silenced(&labels, 1_900_000_000_000), "expired");
-        assert_eq!(c.webhooks[0].secret().ok().flatten(), Some(b"s".to_vec()));
+        assert_eq!(c.webhooks[0].secret.as_deref(), Some("s"));
         Ok(())
     }
 
@@ -227,9 +225,18 @@ mod tests {
         assert!(
             TenantConfig::parse(
                 "acme",
-                "[[webhooks]]\nurl = \"http://x\"\nsecret = \"a\"\nsecret_env = \"B\""
+                "[[webhooks]]\nurl = \"http://x\"\nsecret_env = \"AWS_SECRET_ACCESS_KEY\""
             )
-            .is_err()
+            .is_err(),
+            "a configuration never names an environment variable"
+        );
+        assert!(
+            TenantConfig::parse(
+                "acme",
+                "[[webhooks]]\nurl = \"http://x\"\nsecret_file = \"/proc/self/environ\""
+            )
+            .is_err(),
+            "nor a file"
         );
     }
 }

@@ -4,10 +4,13 @@
 //! - [`keys`]: tenant records, API keys (`slk_<key_id>_<secret>`, stored only as a keyed hash)
 //!   and their scopes, over the [`crate::store::BlobStore`] port;
 //! - [`key_cache`]: the front door's view of the key store: looked-up keys (and misses) kept
-//!   for at most a minute, so a revocation reaches warm instances within 60 s.
+//!   for at most a minute, so a revocation reaches warm instances within 60 s;
+//! - [`limits`]: what operators allow each tenant (sandbox budget, rules, state, per-window
+//!   caps, ingest quota), at `control/tenants/<tenant>/limits.json` (docs/ARCHITECTURE.md §10).
 
 pub mod key_cache;
 pub mod keys;
+pub mod limits;
 
 pub use key_cache::KeyCache;
 pub use keys::{

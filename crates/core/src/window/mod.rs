@@ -135,9 +135,41 @@ impl TenantWindow {
         self.cap_patterns(max_patterns);
     }
 
-    fn cap_patterns(&mut self, max_patterns: usize) {
+    /// Keeps the `max_services` busiest services (ties by name) and folds the rest into one
+    /// service named `other` (docs/ARCHITECTURE.md §10). Returns how many were folded.
+    pub fn fold_services(&mut self, max_services: usize, other: &str) -> usize {
+        if self.services.len() <= max_services {
+            return 0;
+        }
+        let mut ranked: Vec<(u64, String)> = self
+            .services
+            .iter()
+            .filter(|(name, _)| name.as_str() != other)
+            .map(|(name, s)| (s.count, name.clone()))
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        // `other` takes one of the places.
+        let keep = max_services.saturating_sub(1);
+        let mut folded = ServiceStats::default();
+        let mut n = 0;
+        for (_, name) in ranked.into_iter().skip(keep) {
+            if let Some(stats) = self.services.remove(&name) {
+                folded.merge(&stats);
+                n += 1;
+            }
+        }
+        self.services
+            .entry(other.to_owned())
+            .or_default()
+            .merge(&folded);
+        n
+    }
+
+    /// Keeps the `max_patterns` most frequent patterns (ties by id); the rest count as
+    /// untracked. Returns how many were dropped.
+    pub fn cap_patterns(&mut self, max_patterns: usize) -> usize {
         if self.patterns.len() <= max_patterns {
-            return;
+            return 0;
         }
         let mut ranked: Vec<(u64, String)> = self
             .patterns
@@ -145,10 +177,13 @@ impl TenantWindow {
             .map(|(id, p)| (p.count, id.clone()))
             .collect();
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut dropped = 0;
         for (count, id) in ranked.into_iter().skip(max_patterns) {
             self.patterns.remove(&id);
             self.untracked_patterns += count;
+            dropped += 1;
         }
+        dropped
     }
 
     /// Total events in the window.
