@@ -159,6 +159,10 @@ struct RunArgs {
     /// Print the final report as JSON (records/s, every counter).
     #[arg(long)]
     json: bool,
+    /// Also serve the front door (tenant-key authenticated HTTP intake onto the stream) here,
+    /// e.g. 127.0.0.1:8080; keys from the rules bucket (see `sluice tenants`).
+    #[arg(long)]
+    api_listen: Option<SocketAddr>,
 }
 
 pub fn run(args: LocalArgs) -> anyhow::Result<()> {
@@ -336,10 +340,36 @@ fn run_mappings(args: RunArgs) -> anyhow::Result<()> {
             args.target.stream,
             args.state_dir.display()
         );
-        runner
+        let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = match args.api_listen {
+            Some(listen) => {
+                let store = crate::cmd_tenants::store::KeyStoreArgs {
+                    data: None,
+                    bucket: Some(args.target.rules_bucket.clone()),
+                    endpoint: args.target.endpoint.clone(),
+                    state_dir: args.state_dir.clone(),
+                };
+                let stopped = async move {
+                    let _ = api_stopped.await;
+                };
+                Some(
+                    crate::cmd_serve::serve_kinesis(listen, &args.target.stream, &store, stopped)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let report = runner
             .run(shutdown_signal("sluice local run"))
             .await
-            .context("running the event source mappings")
+            .context("running the event source mappings");
+        let _ = api_stop.send(());
+        if let Some(api) = api {
+            api.await
+                .context("the front door task failed")?
+                .context("serving the front door")?;
+        }
+        report
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

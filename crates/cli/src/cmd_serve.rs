@@ -62,6 +62,49 @@ async fn pump(stream: &Mutex<EmbeddedStream>, pipeline: &IngestPipeline, store: 
     }
 }
 
+/// The front door's sink onto a Kinesis stream (name or ARN): endpoint and region from the
+/// settings, no SDK retries (the writer retries the failed entries itself).
+pub async fn kinesis_sink(
+    stream: &str,
+    endpoint: Option<String>,
+) -> anyhow::Result<Arc<dyn RecordSink>> {
+    let settings = AwsSettings::from_env()
+        .context("reading the AWS settings")?
+        .with_endpoint(endpoint);
+    let sdk = sluice_aws::load_sdk_config(&AwsSettings {
+        max_attempts: Some(1),
+        ..settings
+    })
+    .await;
+    let writer = KinesisWriter::new(sluice_aws::kinesis_client(&sdk), StreamRef::parse(stream));
+    Ok(Arc::new(KinesisSink::new(writer)))
+}
+
+/// Serves the front door for `stream`, with keys from `store`, on `listen` until `shutdown`.
+pub async fn serve_kinesis(
+    listen: SocketAddr,
+    stream: &str,
+    store: &KeyStoreArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    anyhow::ensure!(
+        listen.ip().is_loopback(),
+        "{listen}: the front door binds loopback addresses only"
+    );
+    let keys = KeyCache::new(store.open().await?);
+    let sink = kinesis_sink(stream, store.endpoint.clone()).await?;
+    let state = Arc::new(ApiState::new(keys, sink, ApiConfig::from_env()?));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!("front door: listening on http://{}", listener.local_addr()?);
+    Ok(tokio::spawn(sluice_api::serve(
+        listener,
+        sluice_api::router(state),
+        shutdown,
+    )))
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.listen.ip().is_loopback(),
@@ -76,19 +119,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let keys = KeyCache::new(args.store.open().await?);
         let config = ApiConfig::from_env()?;
         let (sink, embedded): (Arc<dyn RecordSink>, _) = match (&args.stream, &args.store.data) {
-            (Some(stream), _) => {
-                let settings = AwsSettings::from_env()
-                    .context("reading the AWS settings")?
-                    .with_endpoint(args.store.endpoint.clone());
-                let sdk = sluice_aws::load_sdk_config(&AwsSettings {
-                    max_attempts: Some(1),
-                    ..settings
-                })
-                .await;
-                let writer =
-                    KinesisWriter::new(sluice_aws::kinesis_client(&sdk), StreamRef::parse(stream));
-                (Arc::new(KinesisSink::new(writer)) as _, None)
-            }
+            (Some(stream), _) => (
+                kinesis_sink(stream, args.store.endpoint.clone()).await?,
+                None,
+            ),
             (None, Some(dir)) => {
                 let stream = Arc::new(Mutex::new(EmbeddedStream::new(args.shards)));
                 let sink = Arc::new(EmbeddedSink::new(Arc::clone(&stream)));

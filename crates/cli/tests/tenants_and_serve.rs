@@ -1,0 +1,122 @@
+//! `sluice tenants` and `sluice serve --data` (the embedded default): a key made, listed and
+//! revoked; records sent through the front door stored under the key's tenant.
+
+mod support;
+
+use std::io::BufRead as _;
+use std::process::Stdio;
+
+use support::{fails, last_json, ok, run, sluice};
+
+fn tenants(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = sluice();
+    cmd.arg("tenants").args(args).arg("--data").arg(dir);
+    cmd.env_remove("SLUICE_KEY_PEPPER");
+    cmd
+}
+
+#[test]
+fn a_key_is_shown_once_listed_without_its_secret_and_revoked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ok(&run(&mut tenants(dir.path(), &["create", "acme"])));
+    let (_, err) = fails(&run(&mut tenants(dir.path(), &["create", "acme"])));
+    assert!(err.contains("already exists"), "{err}");
+    let made = last_json(&ok(&run(&mut tenants(
+        dir.path(),
+        &[
+            "keys", "create", "acme", "--scope", "admin", "--name", "ci", "--json",
+        ],
+    ))));
+    let token = made["token"].as_str().expect("token").to_owned();
+    assert!(token.starts_with("slk_"), "{made}");
+    assert!(made.get("hash").is_none(), "{made}");
+    let key_id = made["key_id"].as_str().expect("key id").to_owned();
+    let listed = ok(&run(&mut tenants(
+        dir.path(),
+        &["keys", "list", "acme", "--json"],
+    )));
+    assert!(listed.contains(&key_id) && listed.contains("admin") && listed.contains("ci"));
+    assert!(!listed.contains(&token[token.len() - 64..]), "{listed}");
+    ok(&run(&mut tenants(
+        dir.path(),
+        &["keys", "revoke", "acme", &key_id],
+    )));
+    let listed = ok(&run(&mut tenants(
+        dir.path(),
+        &["keys", "list", "acme", "--json"],
+    )));
+    assert!(listed.contains("revoked_at"), "{listed}");
+    let (_, err) = fails(&run(&mut tenants(
+        dir.path(),
+        &["keys", "create", "nobody"],
+    )));
+    assert!(err.contains("no tenant"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_stores_records_under_the_keys_tenant_in_the_data_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    ok(&run(&mut tenants(dir.path(), &["create", "acme"])));
+    let made = last_json(&ok(&run(&mut tenants(
+        dir.path(),
+        &["keys", "create", "acme", "--json"],
+    ))));
+    let token = made["token"].as_str().expect("token").to_owned();
+    let mut server = sluice()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env_remove("SLUICE_KEY_PEPPER")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting sluice serve");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("reading the address");
+    let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+    let client = reqwest::Client::new();
+    let body = "{\"service\":\"web\",\"msg\":\"a\",\"tenant\":\"globex\"}\n{\"msg\":\"b\"}\n";
+    let answer = client
+        .post(format!("{url}/v1/ingest"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .expect("posting");
+    assert_eq!(answer.status().as_u16(), 200);
+    let refused = client
+        .post(format!("{url}/v1/ingest"))
+        .bearer_auth("slk_0123456789abcdef_nope")
+        .body(body)
+        .send()
+        .await
+        .expect("posting");
+    assert_eq!(refused.status().as_u16(), 401);
+    // A clean stop stores what was accepted before it exits.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    assert!(server.wait().expect("waiting").success());
+    let logs: Vec<_> = walk(&dir.path().join("logs"));
+    assert!(!logs.is_empty(), "no Parquet written");
+    assert!(
+        logs.iter()
+            .all(|p| p.to_string_lossy().contains("tenant=acme/")),
+        "{logs:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
