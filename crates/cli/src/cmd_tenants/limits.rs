@@ -5,8 +5,8 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use sluice_core::tenancy::limits::{TenantLimits, limits_key};
 use sluice_core::BlobStore;
+use sluice_core::tenancy::limits::{TenantLimits, limits_key};
 
 const AFTER_HELP: &str = "Limits: fuel, memory_bytes, deadline_ms (per evaluation of one rule); \
 max_rules, max_state_bytes (all the tenant's rules together); max_alerts_per_window, \
