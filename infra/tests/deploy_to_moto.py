@@ -805,6 +805,7 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         "RegistryFunction": {
             ra: {"s3:ListBucket"},
             f"{ra}/rules/*": {"s3:GetObject"},
+            f"{ra}/control/tenants/*/limits.json": {"s3:GetObject"},
             f"{ra}/compiled/*": {"s3:PutObject", "s3:DeleteObject"},
             f"{ra}/control/registry/*": {"s3:PutObject", "s3:DeleteObject"},
             f"{ra}/rules/*/status.json": {"s3:PutObject"},

@@ -17,6 +17,10 @@ pub struct RunCounts {
     pub transitions: u64,
     pub delivered: u64,
     pub undelivered: u64,
+    /// Deliveries refused before anything was sent (a webhook pointing inside, §10).
+    pub refused_deliveries: u64,
+    /// Services folded into `other` at the tenants' caps.
+    pub folded_services: u64,
     /// Shards the next closed window waits for (their aggregation is behind).
     pub shards_waited_for: u64,
     /// Shards left out of an evaluated window because they were still behind after the
@@ -48,6 +52,8 @@ pub fn counts(run: &EvaluationRun) -> RunCounts {
         c.transitions += t.transitions.len() as u64;
         c.delivered += t.delivered.len() as u64;
         c.undelivered += t.undelivered.len() as u64;
+        c.refused_deliveries += t.refused.len() as u64;
+        c.folded_services += t.folded_services as u64;
     }
     c
 }
@@ -63,6 +69,8 @@ pub fn metrics_line(function: &str, c: &RunCounts, now_ms: i64) -> String {
             Metric::int("AlertTransitions", Unit::Count, c.transitions),
             Metric::int("NotificationsDelivered", Unit::Count, c.delivered),
             Metric::int("NotificationsUndelivered", Unit::Count, c.undelivered),
+            Metric::int("NotificationsRefused", Unit::Count, c.refused_deliveries),
+            Metric::int("ServicesFolded", Unit::Count, c.folded_services),
             Metric::int("ShardsWaitedFor", Unit::Count, c.shards_waited_for),
             Metric::int("ShardsLeftBehind", Unit::Count, c.shards_left_behind),
             Metric::int(
