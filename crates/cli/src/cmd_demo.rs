@@ -459,10 +459,15 @@ async fn count_objects(store: &LocalDirStore) -> anyhow::Result<BTreeMap<String,
 
 /// What the demo writes and replaces on every run: the evaluator's position and alert state
 /// among them, or a second run would take the first one's windows as already evaluated.
-const REPLACED_PREFIXES: [&str; 6] = ["logs", "dlq", "windows", "metrics", "alerts", "tenants"];
+const REPLACED_PREFIXES: [&str; 7] = [
+    "logs", "dlq", "windows", "metrics", "patterns", "alerts", "tenants",
+];
+/// Files an earlier demo wrote, replaced as the prefixes are.
+const REPLACED_FILES: [&str; 1] = ["report.html"];
 
-/// Removes what an earlier demo wrote ([`REPLACED_PREFIXES`]; uploaded rules, their compiled
-/// cache and the registry's records under `control/` stay), refusing to touch a directory with
+/// Removes what an earlier demo wrote ([`REPLACED_PREFIXES`], [`REPLACED_FILES`]; uploaded
+/// rules, their compiled cache, the records under `control/` and the key pepper under
+/// `.sluice/` stay), refusing to touch a directory with
 /// anything else in it.
 fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
     if !out.exists() {
@@ -473,7 +478,8 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
         let name = entry.file_name();
         let known = REPLACED_PREFIXES
             .iter()
-            .chain(&["rules", "compiled", "control"]);
+            .chain(&REPLACED_FILES)
+            .chain(&["rules", "compiled", "control", ".sluice"]);
         if !known.into_iter().any(|k| name == *k) {
             anyhow::bail!(
                 "{} contains {:?}, which sluice did not write; choose an empty or sluice-only --out",
@@ -486,6 +492,12 @@ fn clear_previous_output(out: &Path) -> anyhow::Result<()> {
         let dir = out.join(prefix);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    for file in REPLACED_FILES {
+        let path = out.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())
