@@ -7,6 +7,7 @@
 //! - [`EmbeddedSink`]: the embedded default's in-process stream;
 //! - [`MemorySink`]: a list in memory (tests, benches).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -64,18 +65,36 @@ impl RecordSink for KinesisSink {
 #[derive(Debug, Clone)]
 pub struct EmbeddedSink {
     stream: Arc<Mutex<EmbeddedStream>>,
+    /// The arrival time records get; `None`: the wall clock.
+    arrival: Option<Arc<AtomicI64>>,
 }
 
 impl EmbeddedSink {
     pub fn new(stream: Arc<Mutex<EmbeddedStream>>) -> Self {
-        Self { stream }
+        Self {
+            stream,
+            arrival: None,
+        }
+    }
+
+    /// Records get the time in `arrival` (ms since the epoch) as their arrival time instead of
+    /// the wall clock's: for a replay of past traffic (`sluice demo`), whose clock the caller
+    /// moves.
+    pub fn with_arrival_clock(stream: Arc<Mutex<EmbeddedStream>>, arrival: Arc<AtomicI64>) -> Self {
+        Self {
+            stream,
+            arrival: Some(arrival),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl RecordSink for EmbeddedSink {
     async fn put(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
-        let arrival = crate::intake::now_ms();
+        let arrival = self
+            .arrival
+            .as_ref()
+            .map_or_else(crate::intake::now_ms, |a| a.load(Ordering::Acquire));
         let mut stream = self
             .stream
             .lock()
