@@ -132,3 +132,30 @@ impl RecordSink for MemorySink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_embedded_sink_with_an_arrival_clock_stamps_the_clocks_time() -> Result<(), SinkError>
+    {
+        let stream = Arc::new(Mutex::new(EmbeddedStream::new(1)));
+        let clock = Arc::new(AtomicI64::new(1_764_158_407_150));
+        let sink = EmbeddedSink::with_arrival_clock(Arc::clone(&stream), Arc::clone(&clock));
+        let record = OutRecord {
+            partition_key: "acme/web".into(),
+            data: Bytes::from_static(br#"{"tenant":"acme"}"#),
+        };
+        sink.put(vec![record.clone()]).await?;
+        clock.store(1_764_158_467_150, Ordering::Release);
+        sink.put(vec![record]).await?;
+        let batch = stream
+            .lock()
+            .map_err(|_| SinkError("poisoned".into()))?
+            .take_batch(0, 10);
+        let arrivals: Vec<i64> = batch.iter().map(|r| r.arrival_ms).collect();
+        assert_eq!(arrivals, vec![1_764_158_407_150, 1_764_158_467_150]);
+        Ok(())
+    }
+}
