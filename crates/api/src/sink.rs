@@ -7,6 +7,7 @@
 //! - [`EmbeddedSink`]: the embedded default's in-process stream;
 //! - [`MemorySink`]: a list in memory (tests, benches).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -64,18 +65,36 @@ impl RecordSink for KinesisSink {
 #[derive(Debug, Clone)]
 pub struct EmbeddedSink {
     stream: Arc<Mutex<EmbeddedStream>>,
+    /// The arrival time records get; `None`: the wall clock.
+    arrival: Option<Arc<AtomicI64>>,
 }
 
 impl EmbeddedSink {
     pub fn new(stream: Arc<Mutex<EmbeddedStream>>) -> Self {
-        Self { stream }
+        Self {
+            stream,
+            arrival: None,
+        }
+    }
+
+    /// Records get the time in `arrival` (ms since the epoch) as their arrival time instead of
+    /// the wall clock's: for a replay of past traffic (`sluice demo`), whose clock the caller
+    /// moves.
+    pub fn with_arrival_clock(stream: Arc<Mutex<EmbeddedStream>>, arrival: Arc<AtomicI64>) -> Self {
+        Self {
+            stream,
+            arrival: Some(arrival),
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl RecordSink for EmbeddedSink {
     async fn put(&self, records: Vec<OutRecord>) -> Result<(), SinkError> {
-        let arrival = crate::intake::now_ms();
+        let arrival = self
+            .arrival
+            .as_ref()
+            .map_or_else(crate::intake::now_ms, |a| a.load(Ordering::Acquire));
         let mut stream = self
             .stream
             .lock()
@@ -110,6 +129,33 @@ impl RecordSink for MemorySink {
             .lock()
             .map_err(|_| SinkError("poisoned".into()))?
             .extend(records);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_embedded_sink_with_an_arrival_clock_stamps_the_clocks_time() -> Result<(), SinkError>
+    {
+        let stream = Arc::new(Mutex::new(EmbeddedStream::new(1)));
+        let clock = Arc::new(AtomicI64::new(1_764_158_407_150));
+        let sink = EmbeddedSink::with_arrival_clock(Arc::clone(&stream), Arc::clone(&clock));
+        let record = OutRecord {
+            partition_key: "acme/web".into(),
+            data: Bytes::from_static(br#"{"tenant":"acme"}"#),
+        };
+        sink.put(vec![record.clone()]).await?;
+        clock.store(1_764_158_467_150, Ordering::Release);
+        sink.put(vec![record]).await?;
+        let batch = stream
+            .lock()
+            .map_err(|_| SinkError("poisoned".into()))?
+            .take_batch(0, 10);
+        let arrivals: Vec<i64> = batch.iter().map(|r| r.arrival_ms).collect();
+        assert_eq!(arrivals, vec![1_764_158_407_150, 1_764_158_467_150]);
         Ok(())
     }
 }

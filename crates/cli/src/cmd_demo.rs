@@ -6,9 +6,15 @@
 //! and aggregate (window partials), then the evaluator runs on the windows that have closed:
 //! it merges partials, writes metrics, runs the example rules (WebAssembly, in the sandbox) and
 //! delivers signed webhooks to a receiver on 127.0.0.1, which the demo prints as alerts arrive.
+//!
+//! The incident tenant's JSON records go through the front door (a key made for it, the router
+//! on 127.0.0.1, `POST /v1/ingest`; see [`crate::demo_door`]) onto the same stream; its plain
+//! text lines, the deliberately malformed records and the other tenants' records are put on the
+//! stream directly, as trusted producers do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -170,7 +176,28 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             ..EvaluateConfig::default()
         },
     };
-    let mut stream = EmbeddedStream::new(args.shards);
+    let stream = Arc::new(Mutex::new(EmbeddedStream::new(args.shards)));
+    let mut door = runtime.block_on(crate::demo_door::DemoDoor::start(
+        &args.out,
+        &incident.tenant,
+        Arc::clone(&stream),
+    ))?;
+    if !args.json {
+        println!(
+            "front door: {} (tenant {}: its JSON records go through POST /v1/ingest)",
+            door.url, door.tenant
+        );
+        println!(
+            "{}\nSend one more record while the demo runs:\n  {}\n",
+            crate::cmd_tenants::keys::shown_once(&door.key),
+            door.curl()
+        );
+    }
+    let lock = || {
+        stream
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the embedded stream is poisoned"))
+    };
     let progress = if args.json {
         ProgressBar::hidden()
     } else {
@@ -194,13 +221,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let slice_start = start_ms + slice as i64 * slice_ms;
         let slice_end = slice_start + slice_ms;
         while let Some(event) = events.next_if(|e| e.ts_ms < slice_end || slice == SLICES - 1) {
-            stream.put(&event.partition_key, event.payload, event.ts_ms + 150);
+            if through_door(&event, &door.tenant) {
+                runtime.block_on(door.send(&event.payload, event.ts_ms))?;
+            } else {
+                lock()?.put(&event.partition_key, event.payload, event.ts_ms + 150);
+            }
         }
-        for shard in 0..stream.shard_count() {
+        // The slice's records are on the stream once the door has answered.
+        runtime.block_on(door.flush())?;
+        let shards = lock()?.shard_count();
+        for shard in 0..shards {
             let mut aggregator = WindowAggregator::new(window_config.clone());
             let shard_id = format!("shardId-{shard:012}");
             loop {
-                let batch = stream.take_batch(shard, args.batch_size);
+                let batch = lock()?.take_batch(shard, args.batch_size);
                 if batch.is_empty() {
                     break;
                 }
@@ -247,6 +281,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     report_windows(&progress, &run.windows, args.json);
     alerts.show(&progress, receiver.take(), args.json);
     progress.finish_and_clear();
+    runtime.block_on(door.stop())?;
     let elapsed = started.elapsed().as_secs_f64();
     // The incident tenant's windows and alerts as charts, from what the pipeline stored.
     let report_path = args.out.join("report.html");
@@ -271,10 +306,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         summary["alerts_firing"] = alerts.firing.into();
         summary["alerts_resolved"] = alerts.resolved.into();
         summary["report"] = report_path.display().to_string().into();
+        summary["front_door"] = door.json();
         println!("{summary}");
         return Ok(());
     }
     println!("{}", report::ingest_summary(&total, elapsed));
+    println!(
+        "front door: {} records of {} sent through POST /v1/ingest, {} accepted",
+        report::count(door.records),
+        door.tenant,
+        report::count(door.accepted)
+    );
     println!(
         "windows evaluated: {windows_evaluated}; notifications received: {} firing, {} resolved (signatures verified: {})",
         alerts.firing, alerts.resolved, alerts.all_signed
@@ -296,7 +338,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         report_path.display()
     );
     print_next_steps(&args.out);
+    println!(
+        "Serve the front door on this directory (the key above works there too):\n  sluice serve --data {} --listen 127.0.0.1:8080",
+        args.out.display()
+    );
     Ok(())
+}
+
+/// Whether a record goes through the front door: the door's tenant's well-formed JSON records
+/// (its plain text lines and malformed records are put on the stream directly).
+fn through_door(event: &sluice_core::synth::SynthEvent, tenant: &str) -> bool {
+    !event.malformed
+        && event.payload.first() == Some(&b'{')
+        && event
+            .partition_key
+            .split_once('/')
+            .is_some_and(|(t, _)| t == tenant)
 }
 
 /// Where the hour of traffic ending at `until_ms` starts: on the window boundary at or before

@@ -25,6 +25,7 @@ mod cmd_report;
 mod cmd_rules;
 mod cmd_serve;
 mod cmd_tenants;
+mod demo_door;
 mod demo_rules;
 mod line_reader;
 mod report;

@@ -256,6 +256,65 @@ fn demo_run_again_into_the_same_directory_later_in_the_minute_shows_the_same_inc
     }
 }
 
+/// The incident tenant's JSON records go through the front door with a key the demo made: all
+/// of them accepted, the key's record under `control/`, its secret nowhere in the directory.
+#[test]
+fn demo_ships_a_tenants_records_through_the_front_door_with_a_key_stored_only_hashed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("demo");
+    let summary = last_json(&ok(&run(sluice()
+        .args(["demo", "--records", "20000", "--tenants", "2", "--json"])
+        .args(["--until", "2026-11-26T12:00:07Z"])
+        .arg("--out")
+        .arg(&data)
+        .arg("--rules-dir")
+        .arg(support::wasm_dir())
+        .env_remove("SLUICE_KEY_PEPPER"))));
+    let door = &summary["front_door"];
+    assert_eq!(door["tenant"], "acme", "{summary}");
+    assert!(door["records"].as_u64() > Some(0), "{summary}");
+    assert_eq!(door["accepted"], door["records"], "{summary}");
+    assert!(
+        door["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{summary}"
+    );
+    let key_id = door["key_id"].as_str().expect("key_id");
+    assert!(
+        data.join("control/keys")
+            .join(format!("{key_id}.json"))
+            .is_file(),
+        "no key record for {key_id} under control/"
+    );
+    let key = door["key"].as_str().expect("key");
+    let secret = key.rsplit('_').next().expect("secret part");
+    assert!(secret.len() >= 32 && !key_id.contains(secret), "{key}");
+    let holding = files_containing(&data, secret.as_bytes());
+    assert!(holding.is_empty(), "the key in clear in {holding:?}");
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in std::fs::read_dir(&next).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if std::fs::read(&path)
+                .expect("read file")
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn demo_rejects_an_until_that_is_not_a_time() {
     let (_, stderr) = fails(&run(sluice().args(["demo", "--until", "yesterday"])));

@@ -10,7 +10,9 @@
 //!   opening brace, and the rest of the bytes are kept as they were;
 //! - the body names one (under any alias: `tenant`, `tenant_id`, `tenantId`, `tenant.id`, a
 //!   `tenant` object): the claim is moved to `claimed_tenant`, which no canonical column reads
-//!   (so it lands in `attrs`), and the key's tenant is written in its place.
+//!   (so it lands in `attrs`), and the key's tenant is written in its place;
+//! - the body's tenant, as the normaliser reads it, is the key's own tenant: that is no claim
+//!   of another tenant, and the record is kept as it was (trimmed).
 //!
 //! A claimed tenant never wins. The stamped record is checked with the normaliser again on
 //! that path, so what goes out reads as the key's tenant, whatever the body held.
@@ -69,6 +71,9 @@ impl Stamper {
         let start = out.len();
         let stamped = if fields.tenant.is_none() {
             splice(tenant, object, out);
+            Ok(())
+        } else if fields.tenant.as_deref() == Some(tenant) {
+            out.extend_from_slice(object.trim().as_bytes());
             Ok(())
         } else {
             self.move_claim(tenant, object, start, out)
@@ -237,6 +242,20 @@ mod tests {
                     detail: e.to_string(),
                 })?;
             assert_eq!(value["msg"], "x", "{out}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_record_naming_the_keys_own_tenant_is_kept_as_it_was() -> Result<(), RejectReason> {
+        for body in [
+            r#"{"tenant":"acme","msg":"x","service":"web"}"#,
+            r#"{"msg":"x","tenant_id":"acme","service":"web"}"#,
+        ] {
+            let (out, service) = stamp(&format!(" {body} "))?;
+            assert_eq!(out, body);
+            assert_eq!(service, "web");
+            assert!(!out.contains("claimed_tenant"), "{out}");
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! `sluice tenants keys create|list|revoke`.
 
 use clap::{Args, Subcommand};
-use sluice_core::tenancy::{KeyStore, Scope};
+use sluice_core::tenancy::{KeyStore, NewKey, Scope};
 
 use crate::report;
 
@@ -45,10 +45,7 @@ pub async fn run(keys: &KeyStore, args: KeysArgs, json: bool) -> anyhow::Result<
                 }
                 println!("{value}");
             } else {
-                println!(
-                    "created key {} for tenant {} (scope {scope})\n\n  {}\n\nThis is the only time the key is shown: keep it in a secret store.",
-                    new.record.key_id, new.record.tenant, new.token
-                );
+                println!("{}", shown_once(&new));
             }
         }
         KeysCommand::List { tenant } => {
@@ -96,4 +93,12 @@ pub async fn run(keys: &KeyStore, args: KeysArgs, json: bool) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// A new key as it is shown, once: its id, tenant and scope, and the key itself.
+pub fn shown_once(new: &NewKey) -> String {
+    format!(
+        "created key {} for tenant {} (scope {})\n\n  {}\n\nThis is the only time the key is shown: keep it in a secret store.",
+        new.record.key_id, new.record.tenant, new.record.scope, new.token
+    )
 }

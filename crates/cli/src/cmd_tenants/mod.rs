@@ -7,7 +7,7 @@
 //! bucket), prints a table, or JSON with `--json`; `sluice tenants limits` ([`limits`]) shows or
 //! sets a tenant's limits.
 
-mod keys;
+pub mod keys;
 pub mod limits;
 pub mod store;
 
