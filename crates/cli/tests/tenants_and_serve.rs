@@ -63,18 +63,7 @@ async fn serve_stores_records_under_the_keys_tenant_in_the_data_directory() {
         &["keys", "create", "acme", "--json"],
     ))));
     let token = made["token"].as_str().expect("token").to_owned();
-    let mut server = sluice()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .env_remove("SLUICE_KEY_PEPPER")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting sluice serve");
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("reading the address");
-    let url = line.trim().rsplit(' ').next().expect("url").to_owned();
+    let (server, url) = start_serve(dir.path());
     let client = reqwest::Client::new();
     let body = "{\"service\":\"web\",\"msg\":\"a\",\"tenant\":\"globex\"}\n{\"msg\":\"b\"}\n";
     let answer = client
@@ -94,12 +83,7 @@ async fn serve_stores_records_under_the_keys_tenant_in_the_data_directory() {
         .expect("posting");
     assert_eq!(refused.status().as_u16(), 401);
     // A clean stop stores what was accepted before it exits.
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    assert!(server.wait().expect("waiting").success());
+    stop(server);
     let logs: Vec<_> = walk(&dir.path().join("logs"));
     assert!(!logs.is_empty(), "no Parquet written");
     assert!(
@@ -126,6 +110,16 @@ fn start_serve(dir: &std::path::Path) -> (std::process::Child, String) {
     (server, url)
 }
 
+/// Stops the server cleanly (it stores what it accepted before it exits).
+fn stop(mut server: std::process::Child) {
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    assert!(server.wait().expect("waiting").success());
+}
+
 #[test]
 fn config_and_rules_go_through_the_api_for_the_keys_tenant() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -135,7 +129,7 @@ fn config_and_rules_go_through_the_api_for_the_keys_tenant() {
         &["keys", "create", "acme", "--scope", "admin", "--json"],
     ))));
     let token = made["token"].as_str().expect("token").to_owned();
-    let (mut server, url) = start_serve(dir.path());
+    let (server, url) = start_serve(dir.path());
     let api = |args: &[&str]| {
         let mut cmd = sluice();
         cmd.args(args)
@@ -186,12 +180,7 @@ fn config_and_rules_go_through_the_api_for_the_keys_tenant() {
     assert!(status.contains("\"rejected\""), "{status}");
     assert!(dir.path().join("rules/acme/r1/module.wasm").exists());
 
-    let stopped = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    assert!(server.wait().expect("waiting").success());
+    stop(server);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
