@@ -28,6 +28,12 @@ pub enum ApiError {
         tenant: String,
         retry_after_secs: u64,
     },
+    /// Nothing of the tenant's by that name (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused by the tenant's limits or state (409), with the exact reason.
+    #[error("{0}")]
+    Conflict(String),
     /// The records could not be put on the stream, or keys could not be read (503): nothing of
     /// the request is acknowledged; send it again.
     #[error("unavailable: {0}")]
@@ -55,6 +61,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,7 +103,10 @@ impl ApiError {
                 let code = match self {
                     ApiError::Unauthorized => 4,
                     ApiError::Forbidden(_) => 10,
-                    ApiError::BadRequest(_) | ApiError::Unsupported(_) => 6,
+                    ApiError::BadRequest(_)
+                    | ApiError::Unsupported(_)
+                    | ApiError::NotFound(_)
+                    | ApiError::Conflict(_) => 6,
                     ApiError::RateLimited { .. } | ApiError::Unavailable(_) => 9,
                     ApiError::TooLarge { .. } => 27,
                     ApiError::Config(_) => 8,

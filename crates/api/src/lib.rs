@@ -19,6 +19,7 @@
 //! - [`elastic`]: the Elasticsearch bulk API and the handshake shippers make before it;
 //! - [`hec`]: Splunk HTTP Event Collector;
 //! - [`error`]: failures and how each protocol shows them;
+//! - [`tenant`]: the tenant's configuration and rules (`/v1/config`, `/v1/rules`);
 //! - [`router`]: the routes.
 
 pub mod auth;
@@ -36,8 +37,10 @@ pub mod otlp_proto;
 pub mod quota;
 pub mod router;
 pub mod sink;
+pub mod tenant;
 
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use router::{ApiState, router, serve};
 pub use sink::{EmbeddedSink, KinesisSink, MemorySink, OutRecord, RecordSink, SinkError};
+pub use tenant::RegistryHook;

@@ -6,20 +6,27 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use sluice_core::BlobStore;
 use sluice_core::tenancy::{KeyCache, Principal, Scope};
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::quota::Quotas;
 use crate::sink::{OutRecord, RecordSink};
+use crate::tenant::RegistryHook;
 
-/// What the handlers share: the keys, the stream, the limits and quotas.
+/// What the handlers share: the keys, the stream, the limits and quotas, and the rules store
+/// (the rules bucket: `rules/`, `tenants/`, `control/tenants/`) the tenant routes use.
 #[derive(Debug)]
 pub struct ApiState {
     pub keys: KeyCache,
     pub sink: Arc<dyn RecordSink>,
     pub quotas: Quotas,
     pub config: ApiConfig,
+    /// Where tenant rules and configurations live; without it the tenant routes answer 503.
+    pub rules: Option<Arc<dyn BlobStore>>,
+    /// Judges an upload in-process where no bucket notification does (`sluice serve`).
+    pub registry: Option<Arc<dyn RegistryHook>>,
 }
 
 impl ApiState {
@@ -29,7 +36,21 @@ impl ApiState {
             sink,
             quotas: Quotas::new(config.rate_per_second, config.burst),
             config,
+            rules: None,
+            registry: None,
         }
+    }
+
+    /// The same, with the rules store the tenant routes read and write.
+    pub fn with_rules_store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.rules = Some(store);
+        self
+    }
+
+    /// The same, running the registry in-process on every upload and removal.
+    pub fn with_registry(mut self, hook: Arc<dyn RegistryHook>) -> Self {
+        self.registry = Some(hook);
+        self
     }
 
     /// The request's principal, with the scope checked and a quota token taken.
@@ -65,6 +86,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::elastic::routes())
         .merge(crate::hec::routes())
+        .merge(crate::tenant::routes())
         .with_state(state)
 }
 

@@ -6,7 +6,8 @@
 //!   compile time, fuel on the canned window);
 //! - `test`: evaluate a component on a window of your own, given as JSON;
 //! - `upload`: put a component and its manifest in the rules bucket (or a local directory) and
-//!   show what the registry concluded.
+//!   show what the registry concluded; with `--api` (or `SLUICE_API_URL`) through the tenant API;
+//! - `status`: the registry's verdicts through the tenant API.
 
 mod cargo_build;
 mod check;
@@ -42,6 +43,8 @@ enum RulesCommand {
     /// Upload a component and its manifest to the rules bucket (or a local directory).
     #[command(long_about = upload::LONG_ABOUT)]
     Upload(upload::UploadArgs),
+    /// The registry's verdict on the key's tenant's rules, through the API.
+    Status(crate::tenant_api::StatusArgs),
 }
 
 pub fn run(args: RulesArgs) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
         RulesCommand::Check(a) => check::run(a),
         RulesCommand::Test(a) => evaluate::run(a),
         RulesCommand::Upload(a) => upload::run(a),
+        RulesCommand::Status(a) => crate::tenant_api::run_status(a),
     }
 }
 

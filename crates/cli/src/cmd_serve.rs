@@ -6,6 +6,10 @@
 //! - `--stream S --bucket B`: records go to the Kinesis stream S (an emulator through
 //!   `AWS_ENDPOINT_URL`, or AWS), where `sluice local run` or the ingest function take them;
 //!   tenants and keys are read from the bucket B.
+//!
+//! Either way the tenant routes (`/v1/config`, `/v1/rules`) use the same store (DIR or B), and
+//! an upload or removal through them runs the registry in-process ([`InProcessRegistry`]), so
+//! its `status.json` is there when the answer comes (on AWS the bucket notification does it).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,12 +17,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use sluice_api::{ApiConfig, ApiState, EmbeddedSink, KinesisSink, RecordSink};
+use sluice_api::{ApiConfig, ApiState, EmbeddedSink, KinesisSink, RecordSink, RegistryHook};
 use sluice_aws::AwsSettings;
 use sluice_aws::kinesis_put::{KinesisWriter, StreamRef};
 use sluice_core::embedded_stream::EmbeddedStream;
 use sluice_core::tenancy::KeyCache;
-use sluice_core::{IngestPipeline, LocalDirStore};
+use sluice_core::{BlobStore, IngestPipeline, LocalDirStore};
+use sluice_rules::{EngineConfig, Host, Policy};
 
 use crate::cmd_tenants::store::KeyStoreArgs;
 
@@ -62,6 +67,56 @@ async fn pump(stream: &Mutex<EmbeddedStream>, pipeline: &IngestPipeline, store: 
     }
 }
 
+/// The registry run by the front door itself on every upload and removal.
+pub struct InProcessRegistry {
+    host: Host,
+    store: Arc<dyn BlobStore>,
+}
+
+impl std::fmt::Debug for InProcessRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessRegistry")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl RegistryHook for InProcessRegistry {
+    async fn changed(&self, tenant: &str, rule: &str) {
+        match sluice_rules::tenant_rules::register(
+            &self.host,
+            self.store.as_ref(),
+            &Policy::default(),
+            tenant,
+            rule,
+        )
+        .await
+        {
+            Ok(status) => tracing::info!(tenant, rule, status = %status.status, "registry ran"),
+            Err(e) => tracing::error!(tenant, rule, error = %e, "the registry could not conclude"),
+        }
+    }
+}
+
+/// The front door's state: keys and the rules store from `store`, the in-process registry.
+async fn api_state(
+    store: &KeyStoreArgs,
+    sink: Arc<dyn RecordSink>,
+    config: ApiConfig,
+) -> anyhow::Result<ApiState> {
+    let keys = KeyCache::new(store.open().await?);
+    let rules = store.blob_store().await?;
+    let host = Host::new(EngineConfig::default()).context("starting the rules engine")?;
+    let registry = Arc::new(InProcessRegistry {
+        host,
+        store: Arc::clone(&rules),
+    });
+    Ok(ApiState::new(keys, sink, config)
+        .with_rules_store(rules)
+        .with_registry(registry))
+}
+
 /// The front door's sink onto a Kinesis stream (name or ARN): endpoint and region from the
 /// settings, no SDK retries (the writer retries the failed entries itself).
 pub async fn kinesis_sink(
@@ -91,9 +146,8 @@ pub async fn serve_kinesis(
         listen.ip().is_loopback(),
         "{listen}: the front door binds loopback addresses only"
     );
-    let keys = KeyCache::new(store.open().await?);
     let sink = kinesis_sink(stream, store.endpoint.clone()).await?;
-    let state = Arc::new(ApiState::new(keys, sink, ApiConfig::from_env()?));
+    let state = Arc::new(api_state(store, sink, ApiConfig::from_env()?).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -116,7 +170,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let keys = KeyCache::new(args.store.open().await?);
         let config = ApiConfig::from_env()?;
         let (sink, embedded): (Arc<dyn RecordSink>, _) = match (&args.stream, &args.store.data) {
             (Some(stream), _) => (
@@ -130,7 +183,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
             (None, None) => anyhow::bail!("--stream S with --bucket B, or --data DIR"),
         };
-        let state = Arc::new(ApiState::new(keys, sink, config));
+        let state = Arc::new(api_state(&args.store, sink, config).await?);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

@@ -31,6 +31,7 @@ mod line_reader;
 mod report;
 mod stdout_closed;
 mod stores;
+mod tenant_api;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -79,6 +80,8 @@ enum Command {
     /// Tenants, their API keys (create, list, revoke) and their limits.
     #[command(long_about = cmd_tenants::TENANTS_ABOUT)]
     Tenants(cmd_tenants::TenantsArgs),
+    /// The tenant's configuration through the API (webhooks, silences, rule overrides).
+    Config(tenant_api::ConfigArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -134,5 +137,6 @@ fn run() -> anyhow::Result<()> {
         Command::Report(args) => cmd_report::run(args),
         Command::Serve(args) => cmd_serve::run(args),
         Command::Tenants(args) => cmd_tenants::run(args),
+        Command::Config(args) => tenant_api::run_config(args),
     }
 }

@@ -50,16 +50,18 @@ async fn main() -> anyhow::Result<()> {
     let bucket = required_env("SLUICE_RULES_BUCKET", "the bucket holding control/keys/")?;
     let settings = AwsSettings::from_env().context("reading the AWS settings")?;
     let sdk = load_sdk_config(&settings).await;
-    let keys = KeyStore::new(
-        Arc::new(S3BlobStore::new(s3_client(&sdk), bucket)),
-        pepper(&sdk).await?,
-    );
+    // One bucket: keys under control/keys/, tenant rules and configurations under rules/,
+    // tenants/ and control/tenants/ (the API role may reach no other prefix).
+    let rules: Arc<dyn sluice_core::BlobStore> =
+        Arc::new(S3BlobStore::new(s3_client(&sdk), bucket));
+    let keys = KeyStore::new(Arc::clone(&rules), pepper(&sdk).await?);
     let writer = KinesisWriter::new(sluice_aws::kinesis_client(&sdk), StreamRef::parse(&stream));
     let state = ApiState::new(
         KeyCache::new(keys),
         Arc::new(KinesisSink::new(writer)),
         ApiConfig::from_env()?,
-    );
+    )
+    .with_rules_store(rules);
     tracing::info!(stream, "sluice api initialised");
     lambda_http::run(sluice_api::router(Arc::new(state)))
         .await

@@ -25,6 +25,11 @@ pub struct Door {
     pub rules_key: String,
     pub admin_key: String,
     pub other_tenant_key: String,
+    /// The rules store (the same directory as the keys, as on AWS the same bucket).
+    pub rules: Arc<LocalDirStore>,
+    /// A hostile tenant's keys.
+    pub mallory_admin_key: String,
+    pub mallory_rules_key: String,
 }
 
 impl Door {
@@ -43,8 +48,9 @@ impl Door {
         sink: Arc<MemorySink>,
     ) -> Result<Door, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
+        let rules = Arc::new(LocalDirStore::new(dir.path()));
         let keys = KeyStore::new(
-            Arc::new(LocalDirStore::new(dir.path())),
+            Arc::clone(&rules) as Arc<dyn sluice_core::BlobStore>,
             Pepper::from_text("test pepper, long enough")?,
         );
         keys.create_tenant("acme").await?;
@@ -53,12 +59,18 @@ impl Door {
         let rules_key = keys.create_key("acme", Scope::Rules, None).await?.token;
         let admin_key = keys.create_key("acme", Scope::Admin, None).await?.token;
         let other_tenant_key = keys.create_key("globex", Scope::Ingest, None).await?.token;
+        keys.create_tenant("mallory").await?;
+        let mallory_admin_key = keys.create_key("mallory", Scope::Admin, None).await?.token;
+        let mallory_rules_key = keys.create_key("mallory", Scope::Rules, None).await?.token;
         let cache = KeyCache::with_ttl(
             keys.clone(),
             std::time::Duration::ZERO,
             std::time::Duration::ZERO,
         );
-        let state = Arc::new(ApiState::new(cache, put_to, config));
+        let state = Arc::new(
+            ApiState::new(cache, put_to, config)
+                .with_rules_store(Arc::clone(&rules) as Arc<dyn sluice_core::BlobStore>),
+        );
         Ok(Door {
             _dir: dir,
             keys,
@@ -68,6 +80,9 @@ impl Door {
             rules_key,
             admin_key,
             other_tenant_key,
+            rules,
+            mallory_admin_key,
+            mallory_rules_key,
         })
     }
 

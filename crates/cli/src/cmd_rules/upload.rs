@@ -23,13 +23,15 @@ function watches, so this command runs the registry itself. To an S3 bucket (--b
 AWS or any endpoint: --endpoint, SLUICE_ENDPOINT_URL or AWS_ENDPOINT_URL) the registry \
 function reacts to the upload: the command waits for its status.json (--wait seconds) and \
 says so when it is still pending.\n\n\
+With --api (or SLUICE_API_URL) and --key (or SLUICE_API_KEY), and no --bucket, the upload goes \
+through the tenant API (PUT /v1/rules/<rule>) for the key's tenant; --tenant is not needed.\n\n\
 Exits non-zero when the rule is rejected.";
 
 #[derive(Debug, clap::Args)]
 pub struct UploadArgs {
-    /// The tenant the rule belongs to.
-    #[arg(long)]
-    tenant: String,
+    /// The tenant the rule belongs to (the bucket path; through the API it is the key's).
+    #[arg(long, required_unless_present = "api")]
+    tenant: Option<String>,
     /// The rule's name (a directory under rules/<tenant>/).
     #[arg(long)]
     rule: String,
@@ -54,10 +56,50 @@ pub struct UploadArgs {
     /// Print the status as one JSON object.
     #[arg(long)]
     json: bool,
+    /// The front door: upload through the tenant API instead of to the bucket.
+    #[arg(long, env = "SLUICE_API_URL")]
+    api: Option<String>,
+    /// The tenant key presented to --api (`rules` or `admin` scope).
+    #[arg(long, env = "SLUICE_API_KEY", hide_env_values = true)]
+    key: Option<String>,
+}
+
+/// The upload through the tenant API; exits non-zero when the verdict is a rejection.
+fn run_api(args: &UploadArgs, api: &str) -> anyhow::Result<()> {
+    let key = args
+        .key
+        .clone()
+        .context("--api needs --key (or SLUICE_API_KEY)")?;
+    let wasm = super::read_wasm(&args.wasm)?;
+    super::read_manifest(&args.manifest)?;
+    let manifest = std::fs::read(&args.manifest)
+        .with_context(|| format!("reading the manifest {}", args.manifest.display()))?;
+    let api = crate::tenant_api::ApiArgs {
+        api: api.to_owned(),
+        key,
+    };
+    let verdict = crate::tenant_api::upload(&api, &args.rule, &manifest, &wasm)?;
+    println!("{}", serde_json::to_string_pretty(&verdict)?);
+    if verdict["status"] == "rejected" {
+        return Err(Refused {
+            what: "rule rejected",
+            code: verdict["code"].as_str().unwrap_or("rejected").to_owned(),
+            reason: verdict["reason"].as_str().unwrap_or_default().to_owned(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 pub fn run(args: UploadArgs) -> anyhow::Result<()> {
-    let id = RuleId::new(&args.tenant, &args.rule)?;
+    if let (Some(api), None) = (&args.api, &args.bucket) {
+        return run_api(&args, api);
+    }
+    let tenant = args
+        .tenant
+        .as_deref()
+        .context("--tenant is needed without --api")?;
+    let id = RuleId::new(tenant, &args.rule)?;
     let wasm = super::read_wasm(&args.wasm)?;
     let manifest_text = std::fs::read(&args.manifest)
         .with_context(|| format!("reading the manifest {}", args.manifest.display()))?;
