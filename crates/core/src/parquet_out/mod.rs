@@ -34,6 +34,16 @@ impl Default for ParquetOptions {
     }
 }
 
+/// Encodes a small table (window metrics, patterns) as a Parquet file with zstd level 3: the
+/// evaluator's outputs, read by dashboards and reports rather than written on the hot path.
+pub fn encode_small(batch: &RecordBatch) -> Result<Vec<u8>, CoreError> {
+    use parquet::basic::{Compression, ZstdLevel};
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    encode(batch, &props)
+}
+
 /// Encodes one batch as a complete Parquet file in memory.
 pub fn encode(batch: &RecordBatch, props: &WriterProperties) -> Result<Vec<u8>, CoreError> {
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4 + 4096);

@@ -11,8 +11,6 @@ use arrow_array::{
     UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::summary::{LevelCounts, ServiceSummary, WindowSummary};
 use crate::error::CoreError;
@@ -120,10 +118,7 @@ pub fn encode(summaries: &[&WindowSummary]) -> Result<Vec<u8>, CoreError> {
     columns.extend(ints.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     columns.extend(floats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     let batch = RecordBatch::try_new(schema(), columns)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
-    crate::parquet_out::encode(&batch, &props)
+    crate::parquet_out::encode_small(&batch)
 }
 
 /// Reads summaries back from a metrics Parquet file (the backtest's input). Patterns are not

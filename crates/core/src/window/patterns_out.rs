@@ -13,8 +13,6 @@ use arrow_array::{
     UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 
 use super::summary::{PatternSummary, WindowSummary};
 use crate::error::CoreError;
@@ -88,10 +86,7 @@ pub fn encode(window: &WindowSummary) -> Result<Vec<u8>, CoreError> {
     columns.push(Arc::new(first_seen.finish()));
     columns.extend(strings);
     let batch = RecordBatch::try_new(SCHEMA.clone(), columns)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
-    crate::parquet_out::encode(&batch, &props)
+    crate::parquet_out::encode_small(&batch)
 }
 
 /// Reads the pattern rows of a file written by [`encode`].
