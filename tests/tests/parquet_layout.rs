@@ -223,9 +223,7 @@ fn a_dictionary_too_large_falls_back_to_plain_and_keeps_its_statistics() -> anyh
 
     let dir = tempfile::tempdir()?;
     write_file(dir.path(), Text::Distinct)?;
-    let path = dir
-        .path()
-        .join("logs/tenant=acme/dt=2025-11-26/hour=00/layout.parquet");
+    let path = dir.path().join("raw/dt=2025-11-26/hour=00/layout.parquet");
     let reader = SerializedFileReader::new(std::fs::File::open(&path)?)?;
     let group = reader.metadata().row_group(0);
     let column = |name: &str| {

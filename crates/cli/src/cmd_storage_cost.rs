@@ -81,6 +81,9 @@ struct Sample {
     payload_bytes: u64,
     raw_bytes: u64,
     compacted_bytes: u64,
+    /// Bytes per row of the compacted objects with at least 1,000 rows: the sample's small
+    /// tenant-hours are mostly footer, which a day's larger objects are not.
+    compacted_bytes_per_row: f64,
     compacted_objects: u64,
     dead_letter_objects: u64,
     ingest: RequestCounts,
@@ -243,6 +246,15 @@ async fn measure(args: &StorageCostArgs, weights: &[f64]) -> anyhow::Result<Samp
         payload_bytes: total.bytes_in,
         raw_bytes,
         compacted_bytes: pass.written.iter().map(|o| o.bytes).sum(),
+        compacted_bytes_per_row: {
+            let big = pass.written.iter().filter(|o| o.rows >= 1000);
+            let (bytes, rows) = big.fold((0u64, 0u64), |(b, r), o| (b + o.bytes, r + o.rows));
+            if rows > 0 {
+                bytes as f64 / rows as f64
+            } else {
+                raw_bytes as f64 / total.rows.max(1) as f64
+            }
+        },
         compacted_objects: pass.written.len() as u64,
         dead_letter_objects,
         ingest,
@@ -286,7 +298,7 @@ fn scale(args: &StorageCostArgs, weights: &[f64], sample: &Sample) -> Day {
     let record_bytes = sample.payload_bytes as f64 / sample.records.max(1) as f64;
     let rows_per_record = sample.rows as f64 / sample.records.max(1) as f64;
     let reject_rate = 1.0 - rows_per_record.min(1.0);
-    let compacted_per_row = sample.compacted_bytes as f64 / sample.rows.max(1) as f64;
+    let compacted_per_row = sample.compacted_bytes_per_row;
     let records_per_day = args.gb_per_day * GB / record_bytes;
     let shards = args.shards as f64;
     let mut day = Day {
@@ -379,7 +391,7 @@ fn print(args: &StorageCostArgs, sample: &Sample, day: &Day) {
         args.tenants, args.skew, args.shards, args.batch_seconds
     );
     println!(
-        "measured sample: {} records ({} rows) in {} batches of {}; {} B/record in, {:.1} B/row raw, {:.1} B/row compacted; \
+        "measured sample: {} records ({} rows) in {} batches of {}; {} B/record in, {:.1} B/row raw, {:.1} B/row compacted (objects of 1,000 rows or more); \
          ingest {} PUTs (old layout: {}), compaction {} GET / {} PUT / {} LIST into {} objects",
         report::count(sample.records),
         report::count(sample.rows),
@@ -387,7 +399,7 @@ fn print(args: &StorageCostArgs, sample: &Sample, day: &Day) {
         args.sample_batch,
         sample.payload_bytes / sample.records.max(1),
         sample.raw_bytes as f64 / sample.rows.max(1) as f64,
-        sample.compacted_bytes as f64 / sample.rows.max(1) as f64,
+        sample.compacted_bytes_per_row,
         sample.ingest.put,
         sample.old_layout_puts + sample.dead_letter_objects,
         sample.compaction.get,

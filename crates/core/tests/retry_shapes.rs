@@ -20,7 +20,7 @@ const SHARD: &str = "shardId-000000000000";
 /// Record `i` of the shard: tenant `t{i % 7}`, except that tenant `late` writes only in
 /// records 1,600 to 1,999 (the case: a tenant that the first half of a bisect lacks).
 fn record(i: u64) -> StreamRecord {
-    let tenant = if (1_600..2_000).contains(&i) && i % 2 == 0 {
+    let tenant = if (1_600..2_000).contains(&i) && i.is_multiple_of(2) {
         "late".to_owned()
     } else {
         format!("t{}", i % 7)
