@@ -337,7 +337,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("{tenants}");
     println!(
-        "raw tier: {} Parquet objects, one per batch",
+        "ingest wrote {} objects: one Parquet object per batch under raw/, and a dead-letter object for batches with rejected records",
         report::count(total.objects)
     );
     tiers.print();
