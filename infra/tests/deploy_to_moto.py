@@ -61,6 +61,7 @@ FUNCTIONS = {
     "IngestFunction": ("sluice-ingest", "ingest"),
     "AggregateFunction": ("sluice-aggregate", "aggregate"),
     "EvaluateFunction": ("sluice-evaluate", "evaluate"),
+    "CompactFunction": ("sluice-compact", "compact"),
     "RegistryFunction": ("sluice-registry", "registry"),
 }
 
@@ -81,6 +82,7 @@ LOGS_COLUMNS = [
     ("region", "string"),
     ("event_id", "string"),
     ("attrs", "string"),
+    ("origin", "string"),
 ]
 
 # sluice-core's window::metrics_out schema, minus `tenant`.
@@ -668,10 +670,11 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
     r.equal(None if expiry is None else int(expiry), int(p["LogsExpirationDays"]) or None,
             "DataBucket (template): logs/ expiration only when LogsExpirationDays > 0")
     r.equal({k: (v.get("Prefix"), int(v["ExpirationInDays"])) for k, v in lifecycle.items()
-             if k in ("dlq-expiry", "partials-expiry")},
-            {"dlq-expiry": ("dlq/", int(p["DeadLetterExpirationDays"])),
+             if k in ("raw-expiry", "dlq-expiry", "partials-expiry")},
+            {"raw-expiry": ("raw/", int(p["RawExpirationDays"])),
+             "dlq-expiry": ("dlq/", int(p["DeadLetterExpirationDays"])),
              "partials-expiry": ("windows/partials/", int(p["PartialsExpirationDays"]))},
-            "DataBucket (template): dlq/ and windows/partials/ expire")
+            "DataBucket (template): raw/, dlq/ and windows/partials/ expire")
     registry_arn = aws.lambda_.get_function(
         FunctionName=phys["RegistryFunction"])["Configuration"]["FunctionArn"]
     filters = sorted(
@@ -716,6 +719,8 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
                 "SLUICE_MAX_FUTURE_SECONDS": "3600",
                 "SLUICE_ZSTD_LEVEL": "1",
             })
+        if short == "compact":
+            env["SLUICE_COMPACT_LATENESS_SECONDS"] = p["CompactLatenessSeconds"]
         if short == "evaluate":
             # How long a quiet shard's first report may take follows aggregate's batching window.
             env["SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS"] = p["AggregateBatchingWindowSeconds"]
@@ -785,7 +790,13 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
     role = {logical: conf["Role"].rsplit("/", 1)[1] for logical, conf in functions.items()}
     da, ra = f"arn:aws:s3:::{data}", f"arn:aws:s3:::{rules}"
     expected_grants = {
-        "IngestFunction": {f"{da}/logs/*": {"s3:PutObject"}, f"{da}/dlq/*": {"s3:PutObject"}},
+        "IngestFunction": {f"{da}/raw/*": {"s3:PutObject"}, f"{da}/dlq/*": {"s3:PutObject"}},
+        "CompactFunction": {
+            da: {"s3:ListBucket"},
+            f"{da}/raw/*": {"s3:GetObject"},
+            f"{da}/logs/*": {"s3:GetObject", "s3:PutObject"},
+            f"{da}/control/compaction/*": {"s3:GetObject", "s3:PutObject"},
+        },
         "AggregateFunction": {f"{da}/windows/partials/*": {"s3:PutObject"},
                               f"{da}/windows/progress/*": {"s3:PutObject"}},
         "EvaluateFunction": {
@@ -814,7 +825,7 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
     for logical, want in expected_grants.items():
         r.equal(s3_grants(aws, role[logical]), want,
                 f"{FUNCTIONS[logical][1]}: S3 access limited to its own prefixes and actions")
-    r.check(len(set(role.values())) == 4, "each function has its own role")
+    r.check(len(set(role.values())) == len(FUNCTIONS), "each function has its own role")
 
     # Glue catalog (applied through the Glue API: moto's CloudFormation has no Glue)
     db = p["GlueDatabaseName"]
@@ -915,7 +926,7 @@ def check_template(r: Report, source: dict[str, Any], translated: dict[str, Any]
                 ("rust-cargolambda", binary), f"template: {short} builds {binary} with cargo-lambda")
     r.equal(source["Globals"]["Function"]["CodeUri"], "..",
             "template: CodeUri is the cargo workspace root")
-    for logical in ("IngestFunction", "AggregateFunction", "EvaluateFunction", "RegistryFunction"):
+    for logical in FUNCTIONS:
         r.check(res[logical]["Properties"].get("MemorySize", 0) >= 512
                 and res[logical]["Properties"].get("Timeout", 0) >= 30,
                 f"template: {FUNCTIONS[logical][1]} memory and timeout set")

@@ -228,9 +228,16 @@ pub fn run_python(script: &str, args: &[&str]) -> anyhow::Result<String> {
     String::from_utf8(output.stdout).context("python printed non-UTF-8")
 }
 
-/// Checks the Parquet under `dir/logs/` with pyarrow and DuckDB (`xtask/python/verify_parquet.py`,
+/// Checks the Parquet under `dir/` (both tiers, as the documented query reads them:
+/// docs/ARCHITECTURE.md §11) with pyarrow and DuckDB (`xtask/python/verify_parquet.py`,
 /// the check `cargo xtask demo` runs): both must read it and find `expect_rows` rows.
 pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
+    verify_parquet_tier(dir, "all", expect_rows)
+}
+
+/// [`verify_parquet`] for one tier: `logs` (compacted rows before the watermark), `recent`
+/// (raw rows from it on) or `all` (docs/ARCHITECTURE.md §11).
+pub fn verify_parquet_tier(dir: &Path, tier: &str, expect_rows: u64) -> anyhow::Result<()> {
     let dir_arg = dir.to_str().context("non-UTF-8 temp dir")?;
     let rows_arg = expect_rows.to_string();
     let script = repo_root().join("xtask/python/verify_parquet.py");
@@ -238,6 +245,7 @@ pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
     let output = Command::new(&python)
         .arg(&script)
         .arg(dir_arg)
+        .args(["--tier", tier])
         .arg("--expect-rows")
         .arg(&rows_arg)
         .output()
@@ -253,7 +261,8 @@ pub fn verify_parquet(dir: &Path, expect_rows: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads `columns` of every row under `dir/logs/` with pyarrow, one JSON object per row, each
+/// Reads `columns` of every row under `dir/raw/` and `dir/logs/` (every row of every object,
+/// both tiers, no watermark applied) with pyarrow, one JSON object per row, each
 /// with `_key` (the object's key relative to `dir`) added. Timestamps come back as integer ms
 /// since the epoch. Rows are in file order, then row order.
 pub fn parquet_rows(dir: &Path, columns: &[&str]) -> anyhow::Result<Vec<serde_json::Value>> {
@@ -286,13 +295,18 @@ import pyarrow.parquet as pq
 
 root, cols, reader = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 rows = []
-for f in sorted(glob.glob(os.path.join(root, "logs", "**", "*.parquet"), recursive=True)):
+files = [
+    f
+    for tier in ("logs", "raw")
+    for f in sorted(glob.glob(os.path.join(root, tier, "**", "*.parquet"), recursive=True))
+]
+for f in files:
     key = os.path.relpath(f, root).replace(os.sep, "/")
     if reader == "duckdb":
         import duckdb
         quoted = ", ".join('"' + c + '"' for c in cols)
         table = duckdb.connect().execute(
-            f"SELECT {quoted} FROM read_parquet(?)", [f]
+            f"SELECT {quoted} FROM read_parquet(?, hive_partitioning=false)", [f]
         ).to_arrow_table()
     else:
         table = pq.ParquetFile(f).read(columns=cols)

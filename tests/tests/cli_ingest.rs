@@ -89,7 +89,7 @@ fn ingest_of_a_file_stores_the_same_whether_mapped_or_read() -> anyhow::Result<(
             .output()
             .context("running sluice ingest")?;
         check_ingested(&out, &data).with_context(|| format!("reading with {mode:?}"))?;
-        let mut keys: Vec<PathBuf> = partition_files(&data.join("logs/tenant=acme"))?
+        let mut keys: Vec<PathBuf> = partition_files(&data.join("raw"))?
             .iter()
             .filter_map(|f| f.strip_prefix(&data).ok().map(Path::to_path_buf))
             .collect();

@@ -139,7 +139,7 @@ impl FrontDoor {
             "not drained: {report:#?}"
         );
         let dir = tempfile::tempdir()?;
-        self.data.download("logs/", dir.path()).await?;
+        self.data.download("raw/", dir.path()).await?;
         duckdb_rows(dir.path(), &["tenant", "service", "message", "attrs"])
     }
 

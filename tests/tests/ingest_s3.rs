@@ -80,11 +80,10 @@ async fn run_handler(store: &dyn BlobStore, records: &[TestRecord]) -> anyhow::R
     Ok(serde_json::to_value(response)?)
 }
 
-fn logs_key(tenant: &str, hour: &str) -> String {
-    format!(
-        "logs/tenant={tenant}/dt=2025-01-15/hour={hour}/{SHARD}-{}.parquet",
-        seq(0)
-    )
+/// The batch's one data object (docs/ARCHITECTURE.md §11), under its first record's arrival
+/// hour.
+fn raw_key() -> String {
+    format!("raw/dt=2025-01-15/hour=10/{SHARD}-{}.parquet", seq(0))
 }
 
 fn dlq_key() -> String {
@@ -92,24 +91,16 @@ fn dlq_key() -> String {
 }
 
 #[tokio::test]
-async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() -> TestResult {
+async fn lambda_batch_lands_as_one_parquet_object_with_the_right_values() -> TestResult {
     let bucket = TestBucket::create().await?;
     let response = run_handler(&bucket.store(), &mixed_batch()).await?;
     assert_eq!(response, json!({"batchItemFailures": []}));
 
     let keys = bucket.keys("").await?;
-    assert_eq!(
-        keys,
-        vec![
-            dlq_key(),
-            logs_key("acme", "10"),
-            logs_key("acme", "11"),
-            logs_key("globex", "10"),
-        ]
-    );
+    assert_eq!(keys, vec![dlq_key(), raw_key()]);
 
     let dir = tempfile::tempdir()?;
-    bucket.download("logs/", dir.path()).await?;
+    bucket.download("raw/", dir.path()).await?;
     verify_parquet(dir.path(), 5)?;
 
     let columns = [
@@ -152,7 +143,7 @@ async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() 
     assert_eq!(by_message.len(), 5, "{by_message:#?}");
     check(
         "order placed",
-        logs_key("acme", "10"),
+        raw_key(),
         "acme",
         "checkout",
         "info",
@@ -161,7 +152,7 @@ async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() 
     )?;
     check(
         "payment declined",
-        logs_key("acme", "10"),
+        raw_key(),
         "acme",
         "checkout",
         "error",
@@ -170,7 +161,7 @@ async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() 
     )?;
     check(
         "slow checkout",
-        logs_key("acme", "11"),
+        raw_key(),
         "acme",
         "checkout",
         "warn",
@@ -179,7 +170,7 @@ async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() 
     )?;
     check(
         "cache miss",
-        logs_key("globex", "10"),
+        raw_key(),
         "globex",
         "search",
         "warn",
@@ -194,7 +185,7 @@ async fn lambda_batch_lands_as_hive_partitioned_parquet_with_the_right_values() 
 
     // Plain text: tenant and service from the partition key, time from the arrival.
     let plain = pick("GET /healthz 200 3ms")?;
-    assert_eq!(plain["_key"], json!(logs_key("acme", "10")));
+    assert_eq!(plain["_key"], json!(raw_key()));
     assert_eq!(plain["tenant"], json!("acme"));
     assert_eq!(plain["service"], json!("edge"));
     assert_eq!(plain["ts"], json!(1_736_938_799_050_i64));
@@ -230,10 +221,10 @@ async fn retried_batch_overwrites_instead_of_duplicating() -> TestResult {
     assert_eq!(response, json!({"batchItemFailures": []}));
     let second_keys = bucket.keys("").await?;
     assert_eq!(first_keys, second_keys, "a retry must write the same keys");
-    assert_eq!(second_keys.len(), 4, "{second_keys:?}");
+    assert_eq!(second_keys.len(), 2, "{second_keys:?}");
 
     let dir = tempfile::tempdir()?;
-    bucket.download("logs/", dir.path()).await?;
+    bucket.download("raw/", dir.path()).await?;
     verify_parquet(dir.path(), 5)?;
     let letters = dead_letter_lines(&bucket.object(&dlq_key()).await?)?;
     assert_eq!(
@@ -334,7 +325,7 @@ async fn malformed_records_go_to_the_dead_letter_prefix_with_their_reasons() -> 
     assert_eq!(letters[4]["reason_kind"], json!("empty"));
 
     let dir = tempfile::tempdir()?;
-    bucket.download("logs/", dir.path()).await?;
+    bucket.download("raw/", dir.path()).await?;
     verify_parquet(dir.path(), 1)?;
     let rows = parquet_rows(dir.path(), &["message"])?;
     assert_eq!(rows.len(), 1);

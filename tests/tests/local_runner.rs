@@ -173,11 +173,61 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Rows of every Parquet object under `logs/`, checked by pyarrow and DuckDB to be `rows`.
+    /// Rows of the raw tier (`raw/`: nothing is compacted yet), checked by pyarrow and DuckDB
+    /// to be `rows`, none of them twice.
     async fn assert_parquet_rows(&self, rows: u64) -> TestResult {
         let dir = tempfile::tempdir()?;
-        self.data.download("logs/", dir.path()).await?;
+        self.data.download("raw/", dir.path()).await?;
         verify_parquet(dir.path(), rows)
+    }
+
+    /// Runs `config` through a fault proxy that, once the runner reads, answers the next
+    /// `slowdowns` S3 requests with 503 SlowDown and drops the next `drops` connections; each
+    /// SDK call makes one attempt, so every fault reaches the mapping's own retries.
+    async fn run_through_faults(
+        &self,
+        mut config: RunConfig,
+        slowdowns: u32,
+        drops: u32,
+    ) -> anyhow::Result<(RunReport, sluice_e2e::fault_proxy::Injected)> {
+        let proxy = FaultProxy::start(&endpoint()).await?;
+        let through_proxy = sdk(&proxy.endpoint(), 1).await;
+        config.evaluate_every = None;
+        for m in [&mut config.ingest, &mut config.aggregate] {
+            m.max_retry_attempts = None;
+            m.max_record_age = None;
+        }
+        let plan = proxy.plan().clone();
+        let armed = std::sync::atomic::AtomicBool::new(false);
+        let report = Runner::connect(&through_proxy, config)
+            .await?
+            .on_progress(Box::new(move |_, _| {
+                if !armed.swap(true, Ordering::SeqCst) {
+                    plan.s3_slowdown_next.store(slowdowns, Ordering::SeqCst);
+                    plan.drop_next.store(drops, Ordering::SeqCst);
+                }
+            }))
+            .run(std::future::pending())
+            .await?;
+        ensure!(report.stop_reason == StopReason::Idle, "{report:#?}");
+        Ok((report, proxy.plan().injected()))
+    }
+
+    /// No two rows of the raw tier share an `event_id` (the generated events carry none of
+    /// their own, so each is its origin's).
+    async fn assert_event_ids_unique(&self) -> TestResult {
+        let dir = tempfile::tempdir()?;
+        self.data.download("raw/", dir.path()).await?;
+        let rows = sluice_e2e::parquet_rows(dir.path(), &["event_id"])?;
+        let ids: std::collections::HashSet<&str> =
+            rows.iter().filter_map(|r| r["event_id"].as_str()).collect();
+        ensure!(
+            ids.len() == rows.len(),
+            "{} rows but {} distinct event ids",
+            rows.len(),
+            ids.len()
+        );
+        Ok(())
     }
 
     /// Every dead letter under `dlq/`.
@@ -546,31 +596,11 @@ async fn s3_slowdowns_and_dropped_connections_are_retried_until_every_record_is_
     let events = traffic(2_000, 2, None);
     pipeline.put(&events).await?;
 
-    let proxy = FaultProxy::start(&endpoint()).await?;
-    // One attempt per SDK call: every fault reaches the event source mapping's own retries.
-    let through_proxy = sdk(&proxy.endpoint(), 1).await;
     let mut config = pipeline.config();
-    config.evaluate_every = None;
     for m in [&mut config.ingest, &mut config.aggregate] {
         m.batch_size = 250;
-        m.max_retry_attempts = None;
-        m.max_record_age = None;
     }
-    // The faults start once the runner is connected and reading.
-    let plan = proxy.plan().clone();
-    let armed = std::sync::atomic::AtomicBool::new(false);
-    let report = Runner::connect(&through_proxy, config)
-        .await?
-        .on_progress(Box::new(move |_, _| {
-            if !armed.swap(true, Ordering::SeqCst) {
-                plan.s3_slowdown_next.store(25, Ordering::SeqCst);
-                plan.drop_next.store(8, Ordering::SeqCst);
-            }
-        }))
-        .run(std::future::pending())
-        .await?;
-    assert_eq!(report.stop_reason, StopReason::Idle, "{report:#?}");
-    let injected = proxy.plan().injected();
+    let (report, injected) = pipeline.run_through_faults(config, 25, 8).await?;
     assert!(injected.s3_slowdowns >= 20, "{injected:?}");
     assert!(injected.drops >= 1, "{injected:?}");
     assert!(
@@ -581,6 +611,46 @@ async fn s3_slowdowns_and_dropped_connections_are_retried_until_every_record_is_
     pipeline.assert_parquet_rows(2_000).await?;
     assert_eq!(pipeline.events_in_partials().await?, 2_000);
     assert_eq!(pipeline.failure_messages().await?, 0, "nothing given up on");
+    Ok(())
+}
+
+/// Each re-delivery shape Lambda may make (docs/ARCHITECTURE.md §11), rehearsed on every batch
+/// while S3 throttles and drops connections: every record stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_redelivery_shape_through_s3_faults_stores_each_record_once() -> TestResult {
+    use sluice_local::Redelivery;
+    for shape in [
+        Redelivery::Identical,
+        Redelivery::Longer,
+        Redelivery::Bisect,
+    ] {
+        let pipeline = Pipeline::create(2).await?;
+        let events = traffic(1_500, 3, None);
+        pipeline.put(&events).await?;
+        let mut config = pipeline.config();
+        config.ingest.redelivery = shape;
+        for m in [&mut config.ingest, &mut config.aggregate] {
+            m.batch_size = 200;
+        }
+        let (report, _) = pipeline
+            .run_through_faults(config, 10, 4)
+            .await
+            .with_context(|| format!("{shape:?}"))?;
+        let ingest = &report.metrics.mappings["ingest"];
+        assert!(
+            ingest.function_errors > 0,
+            "{shape:?}: the rehearsed time-outs count as errors"
+        );
+        pipeline
+            .assert_parquet_rows(1_500)
+            .await
+            .with_context(|| format!("{shape:?}"))?;
+        pipeline
+            .assert_event_ids_unique()
+            .await
+            .with_context(|| format!("{shape:?}"))?;
+        assert_eq!(pipeline.failure_messages().await?, 0, "{shape:?}");
+    }
     Ok(())
 }
 
@@ -709,9 +779,11 @@ async fn a_runner_process_killed_with_sigkill_resumes_without_losing_or_duplicat
 
     let addr = free_loopback_addr()?.to_string();
     let small_batches = ["--batch-size", "100", "--batching-window-seconds", "0"];
+    // Both processes rehearse Lambda's re-deliveries on every batch (docs/ARCHITECTURE.md §11):
+    // longer ones before the kill, bisects after it.
     let mut first = pipeline
         .command(&addr, &small_batches)?
-        .arg("--no-evaluate")
+        .args(["--no-evaluate", "--redelivery", "longer"])
         .stdout(std::process::Stdio::null())
         .spawn()?;
     let mut before = 0;
@@ -739,6 +811,7 @@ async fn a_runner_process_killed_with_sigkill_resumes_without_losing_or_duplicat
 
     let mut second = pipeline.command("127.0.0.1:0", &small_batches)?;
     second.args(["--no-evaluate", "--until-idle", "--idle-seconds", "1"]);
+    second.args(["--redelivery", "bisect"]);
     second.args(["--max-runtime-seconds", "120", "--json"]);
     let out = tokio::task::spawn_blocking(move || second.output()).await??;
     ensure!(
@@ -759,6 +832,7 @@ async fn a_runner_process_killed_with_sigkill_resumes_without_losing_or_duplicat
 
     // Nothing lost, nothing duplicated: batches delivered twice overwrote their own objects.
     pipeline.assert_parquet_rows(total).await?;
+    pipeline.assert_event_ids_unique().await?;
     // The window state was checkpointed with the sequence numbers: every event counted once.
     assert_eq!(pipeline.events_in_partials().await?, total);
     Ok(())

@@ -93,6 +93,7 @@ fn row(i: usize, text: Text) -> (i64, i64, Fields<'static>, Option<String>, Valu
         "region": fields.region.as_deref(),
         "event_id": format!("shard-1:{}:{}", 1_000 + i, i % 3),
         "attrs": attrs,
+        "origin": format!("shard-1:{}:{}", 1_000 + i, i % 3),
     });
     (ts, received_at, fields, attrs, expected)
 }
@@ -126,7 +127,7 @@ fn write_file(dir: &Path, text: Text) -> anyhow::Result<Vec<Value>> {
         "the rows must arrive out of time order"
     );
     let body = LogFileWriter::new(1)?.write(&builder)?;
-    let path = dir.join("logs/tenant=acme/dt=2025-11-26/hour=00");
+    let path = dir.join("raw/dt=2025-11-26/hour=00");
     std::fs::create_dir_all(&path)?;
     std::fs::write(path.join("layout.parquet"), &body)?;
     // Stable: rows with the same ts keep their arrival order.
@@ -174,7 +175,7 @@ fn column_encodings(
 ) -> anyhow::Result<std::collections::BTreeMap<String, Vec<parquet::basic::Encoding>>> {
     use parquet::file::reader::{FileReader as _, SerializedFileReader};
 
-    let path = dir.join("logs/tenant=acme/dt=2025-11-26/hour=00/layout.parquet");
+    let path = dir.join("raw/dt=2025-11-26/hour=00/layout.parquet");
     let reader = SerializedFileReader::new(std::fs::File::open(&path)?)?;
     let group = reader.metadata().row_group(0);
     Ok(group
@@ -222,9 +223,7 @@ fn a_dictionary_too_large_falls_back_to_plain_and_keeps_its_statistics() -> anyh
 
     let dir = tempfile::tempdir()?;
     write_file(dir.path(), Text::Distinct)?;
-    let path = dir
-        .path()
-        .join("logs/tenant=acme/dt=2025-11-26/hour=00/layout.parquet");
+    let path = dir.path().join("raw/dt=2025-11-26/hour=00/layout.parquet");
     let reader = SerializedFileReader::new(std::fs::File::open(&path)?)?;
     let group = reader.metadata().row_group(0);
     let column = |name: &str| {

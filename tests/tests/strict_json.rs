@@ -98,7 +98,7 @@ import duckdb, json, sys
 print(json.dumps(duckdb.connect().execute(f"""
     SELECT count(*), count(*) FILTER (WHERE attrs IS NOT NULL AND NOT json_valid(attrs)),
            count(json_extract(attrs, '$.user'))
-    FROM read_parquet('{sys.argv[1]}/logs/**/*.parquet')
+    FROM read_parquet('{sys.argv[1]}/raw/**/*.parquet')
 """).fetchone()))
 "#,
         &[out.to_str().context("non-UTF-8 temp dir")?],

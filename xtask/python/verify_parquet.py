@@ -2,18 +2,26 @@
 """Check sluice's Parquet output with two independent readers, pyarrow and DuckDB.
 
 Usage:
-    verify_parquet.py DIR [--expect-rows N] [--expect-rejected N] [--json] [--quiet]
+    verify_parquet.py DIR [--tier all|logs|recent] [--expect-rows N] [--expect-rejected N]
+                          [--json] [--quiet]
 
-DIR is a sluice output root: Parquet under DIR/logs/tenant=T/dt=YYYY-MM-DD/hour=HH/*.parquet,
-rejected records under DIR/dlq/**/*.ndjson.gz (one JSON line per rejected record).
+DIR is a sluice output root (docs/ARCHITECTURE.md §11): the raw tier, one Parquet object per
+ingested batch under DIR/raw/dt=YYYY-MM-DD/hour=HH/*.parquet; the compacted tier, one object per
+tenant-hour under DIR/logs/tenant=T/dt=YYYY-MM-DD/hour=HH/*.parquet; the compaction watermark in
+DIR/control/compaction/watermark.json; rejected records under DIR/dlq/**/*.ndjson.gz (one JSON
+line per rejected record).
+
+--tier picks the rows, as the documented query does: `logs` is the compacted rows with
+received_at before the watermark, `recent` the raw rows from it on, `all` (the default) both,
+each row once.
 
 Checks:
-  * both pyarrow (pyarrow.dataset, Hive partitioning) and DuckDB (read_parquet with
-    hive_partitioning=true) read every file, and agree on the row count;
+  * both pyarrow and DuckDB read every file of the tier, and agree on the row count;
   * the row count equals --expect-rows, if given;
   * every file has the canonical columns (CANONICAL_COLUMNS below);
   * both read the same number of non-null values in every canonical column;
-  * the tenant column of each file matches its tenant=... partition directory;
+  * the tenant column of each compacted file matches its tenant=... partition directory;
+  * no input event (origin: shard, sequence number, index in the record) is read twice;
   * the number of DLQ lines equals --expect-rejected, if given.
 
 Prints rows per tenant (with error counts) and rows per level. With --json, the last line of
@@ -51,6 +59,7 @@ CANONICAL_COLUMNS = [
     "region",
     "event_id",
     "attrs",
+    "origin",
 ]
 
 ERROR_LEVELS = ("error", "fatal")
@@ -82,6 +91,15 @@ def tenant_from_path(path: str) -> str | None:
     return None
 
 
+def watermark_ms(root: str) -> int:
+    """The compaction watermark (ms since the epoch), 0 before the first compaction."""
+    path = os.path.join(root, "control", "compaction", "watermark.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        return int(json.load(f)["watermark_ms"])
+
+
 def count_dlq(root: str) -> tuple[int, int]:
     """(files, lines) of DIR/dlq/**/*.ndjson.gz."""
     files = sorted(glob.glob(os.path.join(root, "dlq", "**", "*.ndjson.gz"), recursive=True))
@@ -95,6 +113,8 @@ def count_dlq(root: str) -> tuple[int, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dir", help="sluice output root (contains logs/ and dlq/)")
+    ap.add_argument("--tier", choices=["all", "logs", "recent"], default="all",
+                    help="compacted rows (logs), raw rows not yet compacted (recent), or both")
     ap.add_argument("--expect-rows", type=int, help="total Parquet rows expected")
     ap.add_argument("--expect-rejected", type=int, help="total DLQ records expected")
     ap.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
@@ -115,10 +135,22 @@ def main() -> int:
         return 2
 
     root = os.path.abspath(args.dir)
+    wm = watermark_ms(root)
     logs = os.path.join(root, "logs")
-    files = sorted(glob.glob(os.path.join(logs, "**", "*.parquet"), recursive=True))
+    raw = os.path.join(root, "raw")
+
+    def parquet_under(d: str) -> list[str]:
+        return sorted(glob.glob(os.path.join(d, "**", "*.parquet"), recursive=True))
+
+    # (file, keep rows with received_at before the watermark?) per tier.
+    selected: list[tuple[str, bool]] = []
+    if args.tier in ("all", "logs"):
+        selected += [(f, True) for f in parquet_under(logs)]
+    if args.tier in ("all", "recent"):
+        selected += [(f, False) for f in parquet_under(raw)]
+    files = [f for f, _ in selected]
     if not files:
-        fail(f"no Parquet files under {logs}")
+        fail(f"no Parquet files for tier {args.tier} under {root}")
         return 1
     problems: list[str] = []
 
@@ -126,42 +158,32 @@ def main() -> int:
         if not args.quiet:
             print(*a)
 
-    # Reader 1: pyarrow, Hive partitioning (tenant=/dt=/hour= directories). A partition key
-    # that is also a column in the files (tenant) is left to the files, so that the two cannot
-    # clash on type (the file's may be dictionary-encoded).
+    # Reader 1: pyarrow, file by file, rows filtered on received_at against the watermark;
+    # each compacted file's tenant column must match its tenant=... directory.
     try:
-        file_columns = set(pq.read_schema(files[0]).names)
-        keys = sorted(
-            {
-                part.split("=", 1)[0]
-                for path in files
-                for part in os.path.relpath(os.path.dirname(path), logs).split(os.sep)
-                if "=" in part
-            }
-            - file_columns
-        )
-        partitioning = ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive")
-        dataset = ds.dataset(logs, format="parquet", partitioning=partitioning)
-        # Decode everything (not just footers), counting non-null values per column, and
-        # check that each file's tenant column matches its tenant=... directory.
+        import pyarrow.compute as pc
+
         arrow_rows = 0
         arrow_nonnull: dict[str, int] = {}
-        for fragment in dataset.get_fragments():
-            part = fragment.to_table()
+        for path, before in selected:
+            part = pq.read_table(path, partitioning=None)
+            ms = pc.cast(part.column("received_at"), pa.int64())
+            keep = pc.less(ms, wm) if before else pc.greater_equal(ms, wm)
+            part = part.filter(keep)
             arrow_rows += part.num_rows
             for name in part.column_names:
                 col = part.column(name)
                 arrow_nonnull[name] = arrow_nonnull.get(name, 0) + len(col) - col.null_count
-            want = tenant_from_path(fragment.path)
-            if want is not None and "tenant" in part.column_names:
+            want = tenant_from_path(os.path.relpath(path, root))
+            if want is not None and part.num_rows:
                 found = {str(v) for v in part.column("tenant").unique().to_pylist()}
                 if found != {want}:
                     problems.append(
-                        f"{os.path.relpath(fragment.path, root)} holds tenants {sorted(found)} "
+                        f"{os.path.relpath(path, root)} holds tenants {sorted(found)} "
                         f"under tenant={want}"
                     )
     except Exception as e:  # noqa: BLE001 - report any reader failure as a check failure
-        fail(f"pyarrow could not read {logs}: {e}")
+        fail(f"pyarrow could not read the {args.tier} tier under {root}: {e}")
         return 1
 
     # Canonical columns, file by file (footers only).
@@ -171,10 +193,25 @@ def main() -> int:
         if missing:
             problems.append(f"{os.path.relpath(path, root)} lacks columns {missing}")
 
-    # Reader 2: DuckDB.
+    # Reader 2: DuckDB, with the documented query (docs/ARCHITECTURE.md §11).
     con = duckdb.connect()
-    pattern = os.path.join(logs, "**", "*.parquet").replace("'", "''")
-    src = f"read_parquet('{pattern}', hive_partitioning=true, union_by_name=true)"
+
+    def side(paths: list[str], op: str) -> str:
+        listed = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        return (
+            f"SELECT * FROM read_parquet([{listed}], hive_partitioning=false, union_by_name=true) "
+            f"WHERE epoch_ms(received_at) {op} {wm}"
+        )
+
+    sides = []
+    compacted = [f for f, before in selected if before]
+    recent = [f for f, before in selected if not before]
+    if compacted:
+        sides.append(side(compacted, "<"))
+    if recent:
+        sides.append(side(recent, ">="))
+    src = "(" + " UNION ALL BY NAME ".join(sides) + ")"
+    pattern = args.tier
     checked = [c for c in CANONICAL_COLUMNS if c in arrow_nonnull]
     try:
         counts = con.execute(
@@ -188,6 +225,9 @@ def main() -> int:
                        count(DISTINCT service) AS services
                 FROM {src} GROUP BY 1 ORDER BY 1"""
         ).fetchall()
+        twice = con.execute(f"SELECT count(*) - count(DISTINCT origin) FROM {src}").fetchone()[0]
+        if twice:
+            problems.append(f"{twice} rows of the {args.tier} tier repeat an origin")
         per_level = con.execute(
             f"SELECT CAST(level AS VARCHAR), count(*) FROM {src} GROUP BY 1 ORDER BY 2 DESC, 1"
         ).fetchall()

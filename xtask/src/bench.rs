@@ -73,6 +73,9 @@ pub struct BenchArgs {
     /// Skip the agent → emulator benchmark (it starts a moto server).
     #[arg(long)]
     pub no_agent: bool,
+    /// Print only the storage cost table (docs/ARCHITECTURE.md §11).
+    #[arg(long)]
+    pub storage_only: bool,
     /// Run the criterion benchmarks instead (`cargo bench -p sluice-core -p sluice-aws -p
     /// sluice-aggregate`: the ingest core, aggregation, and the ingest and aggregate Lambdas'
     /// paths from their event JSON).
@@ -143,6 +146,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     // The tree's build generates the input; the binary under test ingests it.
     let generator = built.clone();
+    if args.storage_only {
+        crate::bench_storage::run(&built, args.json)?;
+        return Ok(());
+    }
     let sluice = args.sluice.clone().unwrap_or(built);
     if !sluice.exists() {
         bail!("--sluice {} does not exist", sluice.display());
@@ -221,6 +228,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         if let Some(r) = &runner {
             print_runner(r);
         }
+        crate::bench_storage::run(&generator, false)?;
     }
     Ok(())
 }

@@ -86,12 +86,19 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     match &python {
         Some(python) => {
             eprintln!();
-            note("reading the output back with pyarrow and DuckDB:");
-            util::run(
-                Command::new(python)
-                    .arg(util::python_file("verify_parquet.py"))
-                    .arg(&out),
-            )?;
+            // Each tier, then both as the documented query reads them (docs/ARCHITECTURE.md
+            // §11): the check fails on a row read twice.
+            for tier in ["logs", "recent", "all"] {
+                note(format!(
+                    "reading the output back with pyarrow and DuckDB (--tier {tier}):"
+                ));
+                util::run(
+                    Command::new(python)
+                        .arg(util::python_file("verify_parquet.py"))
+                        .arg(&out)
+                        .args(["--tier", tier]),
+                )?;
+            }
         }
         None if !args.no_python => {
             note("no Python with pyarrow and duckdb available; skipping the read-back");

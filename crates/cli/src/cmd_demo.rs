@@ -12,7 +12,6 @@
 //! text lines, the deliberately malformed records and the other tenants' records are put on the
 //! stream directly, as trusted producers do.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -296,6 +295,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ))
         .context("reading the stored windows for the report")?;
     crate::cmd_report::write(&report, &report_path)?;
+    // Ingest is over: the hours before the traffic's end are closed (no lateness to wait for),
+    // so they go to the compacted tier and the last one stays recent (docs/ARCHITECTURE.md §11).
+    let tiers = runtime.block_on(crate::tiers::compact_and_measure(
+        &store,
+        start_ms + 3_600_000,
+        0,
+    ))?;
 
     if args.json {
         let mut summary = report::ingest_json(&total, elapsed);
@@ -307,6 +313,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         summary["alerts_resolved"] = alerts.resolved.into();
         summary["report"] = report_path.display().to_string().into();
         summary["front_door"] = door.json();
+        summary["tiers"] = tiers.json();
         println!("{summary}");
         return Ok(());
     }
@@ -321,17 +328,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "windows evaluated: {windows_evaluated}; notifications received: {} firing, {} resolved (signatures verified: {})",
         alerts.firing, alerts.resolved, alerts.all_signed
     );
-    let objects = runtime.block_on(count_objects(&store))?;
-    let mut tenants = report::table(&["tenant", "rows", "parquet objects"]);
+    let mut tenants = report::table(&["tenant", "rows"]);
     for (tenant, rows) in &total.tenants {
-        let n = objects.get(tenant).copied().unwrap_or(0);
         tenants.add_row(vec![
             comfy_table::Cell::new(tenant),
             report::right(report::count(*rows)),
-            report::right(n),
         ]);
     }
     println!("{tenants}");
+    println!(
+        "ingest wrote {} objects: one Parquet object per batch under raw/, and a dead-letter object for batches with rejected records",
+        report::count(total.objects)
+    );
+    tiers.print();
     println!(
         "\nReport of {} (charts, alert bands, log patterns): {}",
         incident.tenant,
@@ -501,23 +510,18 @@ impl AlertLog {
     }
 }
 
-async fn count_objects(store: &LocalDirStore) -> anyhow::Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
-    for key in store.list("logs/").await.context("listing the output")? {
-        if let Some(tenant) = key
-            .strip_prefix("logs/tenant=")
-            .and_then(|k| k.split('/').next())
-        {
-            *counts.entry(tenant.to_owned()).or_default() += 1;
-        }
-    }
-    Ok(counts)
-}
-
 /// What the demo writes and replaces on every run: the evaluator's position and alert state
 /// among them, or a second run would take the first one's windows as already evaluated.
-const REPLACED_PREFIXES: [&str; 7] = [
-    "logs", "dlq", "windows", "metrics", "patterns", "alerts", "tenants",
+const REPLACED_PREFIXES: [&str; 9] = [
+    "raw",
+    "logs",
+    "control/compaction",
+    "dlq",
+    "windows",
+    "metrics",
+    "patterns",
+    "alerts",
+    "tenants",
 ];
 /// Files an earlier demo wrote, replaced as the prefixes are.
 const REPLACED_FILES: [&str; 1] = ["report.html"];
@@ -567,16 +571,18 @@ fn print_next_steps(out: &Path) {
     let python = venv_python
         .as_ref()
         .map_or_else(|| "python3".to_owned(), |p| p.display().to_string());
-    let glob = format!("{}/logs/**/*.parquet", out.display());
-    println!("\nQuery the result with DuckDB:");
+    let both = crate::tiers::union_query(&out.display().to_string());
+    println!(
+        "\nQuery both tiers with DuckDB, each row once (compacted rows before the watermark, raw rows from it on):"
+    );
     println!(
         "  {python} -c \"import duckdb; duckdb.sql(\\\"SELECT tenant, service, count(*) AS n, \
          count(*) FILTER (WHERE http_status >= 500) AS e5xx, round(quantile_cont(latency_ms, 0.99), 1) AS p99_ms \
-         FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL ORDER BY e5xx DESC LIMIT 5\\\").show()\""
+         FROM ({both}) GROUP BY ALL ORDER BY e5xx DESC LIMIT 5\\\").show()\""
     );
-    println!("or pyarrow:");
+    println!("or check both tiers with pyarrow and DuckDB:");
     println!(
-        "  {python} -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/logs', partitioning='hive').to_table().num_rows)\"",
+        "  {python} xtask/python/verify_parquet.py {} --tier all",
         out.display()
     );
     if venv_python.is_none() {

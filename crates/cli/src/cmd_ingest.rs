@@ -117,8 +117,10 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         match (total.rows, total.rejected_total()) {
             (0, 0) => println!("No records in the input."),
             (0, _) => println!("No rows written; rejected records under {out}/dlq/"),
-            (_, 0) => println!("Parquet under {out}/logs/"),
-            _ => println!("Parquet under {out}/logs/, rejected records under {out}/dlq/"),
+            (_, 0) => println!("Parquet under {out}/raw/, one object per batch"),
+            _ => println!(
+                "Parquet under {out}/raw/, one object per batch; rejected records under {out}/dlq/"
+            ),
         }
     }
     if let Some(hint) = rejection_hint(&total, &args.partition_key) {

@@ -125,6 +125,11 @@ struct RunArgs {
     /// Turn BisectBatchOnFunctionError off.
     #[arg(long)]
     no_bisect: bool,
+    /// Rehearse a Lambda re-delivery on every ingest batch (docs/ARCHITECTURE.md §11): the
+    /// batch (identical), its first half (longer) or the batch then its halves (bisect) is
+    /// invoked first and its answer thrown away, as after a time-out.
+    #[arg(long, default_value = "none", value_parser = ["none", "identical", "longer", "bisect"])]
+    redelivery: String,
     /// Where to start shards without a checkpoint.
     #[arg(long, value_parser = ["trim-horizon", "latest"], default_value = "trim-horizon")]
     starting_position: String,
@@ -140,6 +145,16 @@ struct RunArgs {
     /// Do not run evaluate.
     #[arg(long)]
     no_evaluate: bool,
+    /// How often compaction runs (docs/ARCHITECTURE.md §11; the template's schedule is every
+    /// 15 minutes).
+    #[arg(long, default_value_t = 900.0)]
+    compact_every_seconds: f64,
+    /// How long after its end a raw hour waits before it is compacted.
+    #[arg(long, default_value_t = 3600.0)]
+    compact_lateness_seconds: f64,
+    /// Do not run compaction.
+    #[arg(long)]
+    no_compact: bool,
     /// Stop once everything read is processed, every window closed and evaluated, and nothing
     /// new arrived for --idle-seconds.
     #[arg(long)]
@@ -276,6 +291,19 @@ fn run_config(args: &RunArgs) -> anyhow::Result<RunConfig> {
             args.evaluate_every_seconds,
         )?)
     };
+    config.ingest.redelivery = args
+        .redelivery
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--redelivery {e}"))?;
+    config.compact_every = if args.no_compact {
+        None
+    } else {
+        Some(seconds(
+            "compact-every-seconds",
+            args.compact_every_seconds,
+        )?)
+    };
+    config.compact_lateness = seconds("compact-lateness-seconds", args.compact_lateness_seconds)?;
     config.until_idle = if args.until_idle {
         Some(seconds("idle-seconds", args.idle_seconds)?)
     } else {

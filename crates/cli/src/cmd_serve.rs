@@ -1,7 +1,7 @@
 //! `sluice serve`: the front door (docs/ARCHITECTURE.md §8) on 127.0.0.1.
 //!
 //! - `--data DIR`: the embedded default. Records go to an in-process stream, which is drained
-//!   into ingest as it fills (Parquet under DIR/logs/, rejects under DIR/dlq/); tenants and
+//!   into ingest as it fills (Parquet under DIR/raw/, one object per batch, rejects under DIR/dlq/); tenants and
 //!   keys are read from DIR/control/.
 //! - `--stream S --bucket B`: records go to the Kinesis stream S (an emulator through
 //!   `AWS_ENDPOINT_URL`, or AWS), where `sluice local run` or the ingest function take them;

@@ -17,6 +17,7 @@
 
 mod cmd_alerts;
 mod cmd_backtest;
+mod cmd_compact;
 mod cmd_demo;
 mod cmd_gen;
 mod cmd_ingest;
@@ -24,6 +25,7 @@ mod cmd_local;
 mod cmd_report;
 mod cmd_rules;
 mod cmd_serve;
+mod cmd_storage_cost;
 mod cmd_tenants;
 mod demo_door;
 mod demo_rules;
@@ -32,6 +34,7 @@ mod report;
 mod stdout_closed;
 mod stores;
 mod tenant_api;
+mod tiers;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +65,12 @@ enum Command {
     /// The pipeline on one machine against any endpoint: `local up`, then `local run`.
     #[command(long_about = cmd_local::LOCAL_ABOUT)]
     Local(cmd_local::LocalArgs),
+    /// One compaction pass over a data directory: closed raw hours into one Parquet object per
+    /// tenant-hour under logs/.
+    Compact(cmd_compact::CompactArgs),
+    /// The S3 request cost of the storage layout for a day of skewed tenants (`cargo xtask bench`).
+    #[command(name = "storage-cost", hide = true)]
+    StorageCost(cmd_storage_cost::StorageCostArgs),
     /// Generate synthetic NDJSON log records (about 400 bytes each).
     Gen(cmd_gen::GenArgs),
     /// Tenant alert rules (WebAssembly components): new, build, check, test, upload.
@@ -131,6 +140,8 @@ fn run() -> anyhow::Result<()> {
         Command::Ingest(args) => cmd_ingest::run(args),
         Command::Local(args) => cmd_local::run(args),
         Command::Gen(args) => cmd_gen::run(args),
+        Command::Compact(args) => cmd_compact::run(args),
+        Command::StorageCost(args) => cmd_storage_cost::run(args),
         Command::Rules(args) => cmd_rules::run(args),
         Command::Alerts(args) => cmd_alerts::run(args),
         Command::Backtest(args) => cmd_backtest::run(args),

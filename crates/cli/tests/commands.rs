@@ -449,7 +449,7 @@ fn ingest_fails_when_every_record_is_rejected_and_says_how_to_give_a_tenant() {
     let (stdout, stderr) = fails(&ingest(&[]));
     assert!(stdout.contains("No rows written"), "{stdout}");
     assert!(
-        !stdout.contains("/logs/"),
+        !stdout.contains("/raw/"),
         "no Parquet to point at: {stdout}"
     );
     assert!(stderr.contains("every record was rejected (2)"), "{stderr}");

@@ -1,5 +1,6 @@
-//! Turns one batch of stream records into Parquet objects (one per tenant and hour) and a
-//! dead-letter object. Pure CPU: no I/O happens here.
+//! Turns one batch of stream records into one Parquet object (its tenants in row groups of
+//! their own, rows by tenant then time) and at most one dead-letter object
+//! (docs/ARCHITECTURE.md §11). Pure CPU: no I/O happens here.
 
 use std::collections::BTreeMap;
 
@@ -153,7 +154,7 @@ pub struct EncodeScratch {
     writer: Option<LogFileWriter>,
 }
 
-/// Builders kept at most: enough for the tenant-hours of a busy batch.
+/// Builders kept at most: enough for the tenants of a busy batch.
 const KEPT_BUILDERS: usize = 32;
 /// Memory the kept builders may hold in all: a builder that grew past what is left (one huge
 /// group) is dropped rather than kept for ever.
@@ -171,17 +172,23 @@ fn keep(builders: &mut Vec<ColumnBuilder>, mut builder: ColumnBuilder) {
     );
 }
 
+/// A tenant's rows in the batch.
 struct Group {
     tenant: String,
-    hour: i64,
     builder: ColumnBuilder,
 }
 
 impl Group {
-    fn is(&self, tenant: &str, hour: i64) -> bool {
-        self.hour == hour && same_short_bytes(self.tenant.as_bytes(), tenant.as_bytes())
+    fn is(&self, tenant: &str) -> bool {
+        same_short_bytes(self.tenant.as_bytes(), tenant.as_bytes())
     }
 }
+
+/// Small tenants share a row group until it has this many rows: a row group per tenant
+/// would put a footer entry per column per tenant into every object (a thousand one-row
+/// tenants: a footer larger than their rows), while a row group of this size is one cheap
+/// read for a reader filtering any tenant in its statistics' range.
+pub(crate) const MIN_ROW_GROUP_ROWS: usize = 8192;
 
 struct BatchSink<'b> {
     config: &'b IngestConfig,
@@ -197,18 +204,17 @@ struct BatchSink<'b> {
 }
 
 impl BatchSink<'_> {
-    fn group_for(&mut self, tenant: &str, hour: i64) -> &mut ColumnBuilder {
+    fn group_for(&mut self, tenant: &str) -> &mut ColumnBuilder {
         let hit = self
             .groups
             .get(self.last_group)
-            .is_some_and(|g| g.is(tenant, hour));
+            .is_some_and(|g| g.is(tenant));
         if !hit {
-            self.last_group = match self.groups.iter().position(|g| g.is(tenant, hour)) {
+            self.last_group = match self.groups.iter().position(|g| g.is(tenant)) {
                 Some(i) => i,
                 None => {
                     self.groups.push(Group {
                         tenant: tenant.to_owned(),
-                        hour,
                         builder: self
                             .spare
                             .pop()
@@ -252,8 +258,7 @@ impl EventSink for BatchSink<'_> {
                 sub_index: sub,
             },
         };
-        self.group_for(r.tenant, partition::hour_of(r.ts_ms))
-            .push(&row);
+        self.group_for(r.tenant).push(&row);
         Ok(())
     }
 
@@ -271,7 +276,7 @@ impl EventSink for BatchSink<'_> {
     }
 }
 
-/// Rows each new (tenant, hour) group reserves room for: a quarter of the batch, within bounds.
+/// Rows each new tenant group reserves room for: a quarter of the batch, within bounds.
 /// Reserving is cheap (pages are only touched as rows arrive), while growing from a small
 /// builder copies every column several times; a batch rarely has fewer than four big groups.
 fn rows_hint(records: usize) -> usize {
@@ -436,28 +441,28 @@ impl<'c> BatchEncoder<'c> {
                 .insert(LogFileWriter::new(self.config.parquet.zstd_level)?),
         };
         let mut groups = std::mem::take(&mut self.groups);
-        let mut objects = Vec::with_capacity(groups.len() + 1);
-        groups.sort_by(|a, b| (a.tenant.as_str(), a.hour).cmp(&(b.tenant.as_str(), b.hour)));
-        for group in groups {
-            let rows = group.builder.len() as u64;
-            let body = writer.write(&group.builder)?;
-            keep(&mut scratch.builders, group.builder);
+        let mut objects = Vec::with_capacity(2);
+        groups.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        if !groups.is_empty() {
+            let row_groups = row_groups(groups, &mut scratch.builders);
+            let parts: Vec<&ColumnBuilder> = row_groups.iter().map(|g| &g.rows).collect();
+            let body = writer.write_row_groups(&parts)?;
+            let mut rows = 0;
+            for group in row_groups {
+                for (tenant, n) in group.tenants {
+                    rows += n;
+                    *stats.tenants.entry(tenant).or_default() += n;
+                }
+                keep(&mut scratch.builders, group.rows);
+            }
             stats.rows += rows;
-            *stats.tenants.entry(group.tenant.clone()).or_default() += rows;
             stats.bytes_out += body.len() as u64;
             objects.push(EncodedObject {
-                key: partition::logs_key(
-                    &group.tenant,
-                    group.hour,
-                    &first.shard_id,
-                    &first.sequence_number,
-                ),
+                key: partition::raw_key(first.arrival_ms, &first.shard_id, &first.sequence_number),
                 body,
                 content_type: "application/vnd.apache.parquet",
                 rows,
-                kind: ObjectKind::Logs {
-                    tenant: group.tenant,
-                },
+                kind: ObjectKind::Raw,
             });
         }
         if !self.letters.is_empty() {
@@ -479,6 +484,47 @@ impl<'c> BatchEncoder<'c> {
         stats.events = stats.rows + stats.rejected_total();
         Ok(EncodedBatch { objects, stats })
     }
+}
+
+/// One row group of a batch's object: its rows, in write order, and the tenants in it.
+struct RowGroup {
+    rows: ColumnBuilder,
+    tenants: Vec<(String, u64)>,
+}
+
+/// Cuts tenant groups (sorted by tenant) into row groups: a tenant with
+/// [`MIN_ROW_GROUP_ROWS`] rows or more has one of its own, smaller neighbours share one until
+/// it has that many. A tenant is never split, and every row group is in (tenant, ts) order.
+fn row_groups(groups: Vec<Group>, spare: &mut Vec<ColumnBuilder>) -> Vec<RowGroup> {
+    let mut out: Vec<RowGroup> = Vec::new();
+    let mut open: Option<RowGroup> = None;
+    for group in groups {
+        let n = group.builder.len();
+        if n >= MIN_ROW_GROUP_ROWS {
+            out.extend(open.take());
+            out.push(RowGroup {
+                rows: group.builder,
+                tenants: vec![(group.tenant, n as u64)],
+            });
+            continue;
+        }
+        let shared = open.get_or_insert_with(|| RowGroup {
+            rows: spare.pop().unwrap_or_default(),
+            tenants: Vec::new(),
+        });
+        if group.builder.is_sorted() {
+            shared.rows.append(&group.builder);
+        } else {
+            shared.rows.append(&group.builder.sorted_by_ts());
+        }
+        shared.tenants.push((group.tenant, n as u64));
+        keep(spare, group.builder);
+        if shared.rows.len() >= MIN_ROW_GROUP_ROWS {
+            out.extend(open.take());
+        }
+    }
+    out.extend(open);
+    out
 }
 
 #[cfg(test)]

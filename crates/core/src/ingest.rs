@@ -1,11 +1,13 @@
 //! The ingest use case: a batch of stream records in, Parquet objects and a dead-letter object
 //! out, written through a [`BlobStore`].
 //!
-//! Retry safety: every object key is derived from the batch (shard and first sequence number), so
-//! a batch that is delivered again writes the same keys and overwrites instead of duplicating.
-//! When any write fails, the whole batch is reported failed from its first sequence number: Lambda
-//! (or the local runner) then re-delivers from that same record, the retry produces the same keys,
-//! and objects written by the first attempt are replaced rather than duplicated.
+//! Retry safety (docs/ARCHITECTURE.md §11): a batch is one data object (and at most one
+//! dead-letter object) keyed by its shard and first sequence number, under the arrival hour of
+//! its first record. A batch delivered again from the same first record (the same batch, a
+//! longer one, or the first half of a bisect) replaces that object instead of duplicating it;
+//! the second half of a bisect starts at another record and has a key of its own. When any
+//! write fails, the whole batch is reported failed from its first sequence number, so a resumed
+//! batch starts at the same record too.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -25,8 +27,8 @@ pub use crate::encode_batch::{
 /// Which kind of object an [`EncodedObject`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObjectKind {
-    /// Parquet rows of one tenant for one hour.
-    Logs { tenant: String },
+    /// The batch's Parquet rows, every tenant's (docs/ARCHITECTURE.md §11).
+    Raw,
     /// Gzip NDJSON of rejected records with their reasons.
     DeadLetter,
 }

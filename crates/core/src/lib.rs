@@ -9,7 +9,8 @@
 //! - [`columns`], [`parquet_out`]: the canonical schema, the column builder rows are appended
 //!   to, and the tuned Parquet writer that pages those columns out directly;
 //! - [`partition`]: the Hive-style storage keys;
-//! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port;
+//! - [`ingest`]: the whole ingest use case over the [`store::BlobStore`] port; [`compact`]: the
+//!   hourly rewrite of the raw tier into one object per tenant-hour (docs/ARCHITECTURE.md §11);
 //! - [`tenancy`]: tenants and their API keys (hashed, scoped, revocable), and [`stamp`]: the
 //!   front door's stamping of the key's tenant on every record;
 //! - [`synth`]: synthetic multi-tenant traffic with an incident, for the demo, tests and benches.
@@ -17,6 +18,8 @@
 pub mod aggregate;
 pub mod alerting;
 pub mod columns;
+pub mod compact;
+pub mod counting_store;
 pub mod dead_letter;
 pub mod decode;
 pub mod embedded_stream;

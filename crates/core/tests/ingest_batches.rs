@@ -51,20 +51,25 @@ fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
         .expect("string column")
 }
 
-fn logs_for<'a>(
-    batch: &'a EncodedBatch,
-    tenant: &str,
-) -> Vec<&'a sluice_core::ingest::EncodedObject> {
-    batch
+/// The batch's one data object.
+fn raw_object(batch: &EncodedBatch) -> &sluice_core::ingest::EncodedObject {
+    let raw: Vec<_> = batch
         .objects
         .iter()
-        .filter(|o| {
-            o.kind
-                == ObjectKind::Logs {
-                    tenant: tenant.into(),
-                }
-        })
-        .collect()
+        .filter(|o| o.kind == ObjectKind::Raw)
+        .collect();
+    assert_eq!(raw.len(), 1, "one data object per batch");
+    raw[0]
+}
+
+/// The rows of `tenant` in the batch's data object, in file order.
+fn rows_of(batch: &EncodedBatch, tenant: &str) -> RecordBatch {
+    let all = read_parquet(&raw_object(batch).body);
+    let mask: arrow_array::BooleanArray = strings(&all, "tenant")
+        .iter()
+        .map(|t| Some(t == Some(tenant)))
+        .collect();
+    arrow_select::filter::filter_record_batch(&all, &mask).expect("filter")
 }
 
 fn dead_letters(batch: &EncodedBatch) -> Vec<DeadLetter> {
@@ -107,17 +112,12 @@ fn ndjson_records_become_sorted_parquet_rows_with_canonical_values() {
     ]);
     assert_eq!(batch.stats.rows, 3);
     assert_eq!(batch.stats.rejected_total(), 0);
-    let objects = logs_for(&batch, "acme");
-    assert_eq!(objects.len(), 1);
-    let key = &objects[0].key;
+    let object = raw_object(&batch);
     assert_eq!(
-        key,
-        &format!(
-            "logs/tenant=acme/dt=2024-05-01/hour=12/{SHARD}-4959{:040}.parquet",
-            1
-        )
+        object.key,
+        format!("raw/dt=2024-05-01/hour=12/{SHARD}-4959{:040}.parquet", 1)
     );
-    let rows = read_parquet(&objects[0].body);
+    let rows = read_parquet(&object.body);
     assert_eq!(rows.num_rows(), 3);
     let ts = rows
         .column_by_name("ts")
@@ -168,39 +168,106 @@ fn ndjson_records_become_sorted_parquet_rows_with_canonical_values() {
 }
 
 #[test]
-fn splits_objects_by_tenant_and_hour() {
+fn one_object_per_batch_sorted_by_tenant_then_time() {
     let batch = encode(&[
-        record(1, "acme/a", r#"{"ts":"2024-05-01T11:59:59Z","msg":"a"}"#),
+        record(1, "beta/a", r#"{"ts":"2024-05-01T12:00:00Z","msg":"c"}"#),
         record(2, "acme/a", r#"{"ts":"2024-05-01T12:00:00Z","msg":"b"}"#),
-        record(3, "beta/a", r#"{"ts":"2024-05-01T12:00:00Z","msg":"c"}"#),
+        record(3, "acme/a", r#"{"ts":"2024-05-01T11:59:59Z","msg":"a"}"#),
         record(
             4,
             "ignored/a",
             r#"{"ts":"2024-05-01T12:00:00Z","msg":"d","tenant":"gamma"}"#,
         ),
+        record(5, "", "no tenant"),
     ]);
     let keys: Vec<&str> = batch.objects.iter().map(|o| o.key.as_str()).collect();
-    let suffix = format!("{SHARD}-4959{:040}.parquet", 1);
+    let suffix = format!("{SHARD}-4959{:040}", 1);
     assert_eq!(
         keys,
         vec![
-            format!("logs/tenant=acme/dt=2024-05-01/hour=11/{suffix}"),
-            format!("logs/tenant=acme/dt=2024-05-01/hour=12/{suffix}"),
-            format!("logs/tenant=beta/dt=2024-05-01/hour=12/{suffix}"),
-            format!("logs/tenant=gamma/dt=2024-05-01/hour=12/{suffix}"),
+            format!("raw/dt=2024-05-01/hour=12/{suffix}.parquet"),
+            format!("dlq/dt=2024-05-01/hour=12/{suffix}.ndjson.gz"),
         ]
+    );
+    let rows = read_parquet(&raw_object(&batch).body);
+    let pairs: Vec<(&str, &str)> = strings(&rows, "tenant")
+        .iter()
+        .flatten()
+        .zip(strings(&rows, "message").iter().flatten())
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![("acme", "a"), ("acme", "b"), ("beta", "c"), ("gamma", "d")]
     );
     assert_eq!(
         batch.stats.tenants.get("gamma"),
         Some(&1),
         "the record's tenant beats the partition key"
     );
+    assert_eq!(batch.stats.objects, 2);
+}
+
+#[test]
+fn big_tenants_get_row_groups_of_their_own_and_small_ones_share() {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    use parquet::file::statistics::Statistics;
+
+    // Two tenants over the row-group floor, sixty small ones between and after them.
+    let mut records = Vec::new();
+    let mut push = |tenant: &str, n: usize| {
+        let lines: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"tenant":"{tenant}","msg":"m{i}"}}"#))
+            .collect();
+        for chunk in lines.chunks(500) {
+            let seq = records.len() as u64;
+            records.push(record(seq, "", chunk.join("\n")));
+        }
+    };
+    push("big-a", 9_000);
+    for i in 0..30 {
+        push(&format!("mid-{i:02}"), 3);
+    }
+    push("big-b", 10_000);
+    for i in 0..30 {
+        push(&format!("small-{i:02}"), 2);
+    }
+    let batch = encode(&records);
+    assert_eq!(batch.stats.rows, 9_000 + 90 + 10_000 + 60);
+    let reader = SerializedFileReader::new(raw_object(&batch).body.clone()).expect("parquet");
+    let bounds: Vec<(String, String, i64)> = reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| {
+            let tenant = g
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == "tenant")
+                .and_then(|c| c.statistics().cloned());
+            let Some(Statistics::ByteArray(s)) = tenant else {
+                panic!("tenant statistics in every row group");
+            };
+            let text = |v: Option<&parquet::data_type::ByteArray>| {
+                v.and_then(|b| b.as_utf8().ok()).unwrap_or("").to_owned()
+            };
+            (text(s.min_opt()), text(s.max_opt()), g.num_rows())
+        })
+        .collect();
+    assert_eq!(
+        bounds,
+        vec![
+            (String::from("big-a"), String::from("big-a"), 9_000),
+            (String::from("big-b"), String::from("big-b"), 10_000),
+            (String::from("mid-00"), String::from("small-29"), 150),
+        ]
+    );
+    assert_eq!(rows_of(&batch, "small-07").num_rows(), 2);
 }
 
 #[test]
 fn interleaved_tenants_and_hours_each_get_exactly_their_own_rows() {
-    // 160 (tenant, hour) groups in one batch, names sharing a long prefix, and every record in
-    // a different group from the one before.
+    // 80 tenants over two hours in one batch, names sharing a long prefix, and every record
+    // for another tenant than the one before.
     let tenants: Vec<String> = (0..80).map(|i| format!("customer-tenant-{i:02}")).collect();
     let hours = ["2024-05-01T11:30:00Z", "2024-05-01T12:30:00Z"];
     let mut records = Vec::new();
@@ -220,24 +287,16 @@ fn interleaved_tenants_and_hours_each_get_exactly_their_own_rows() {
     }
     let batch = encode(&records);
     assert_eq!(batch.stats.rows, 480);
-    let mut objects = 0;
+    assert_eq!(batch.objects.len(), 1);
     for tenant in &tenants {
-        let logs = logs_for(&batch, tenant);
-        assert_eq!(logs.len(), 2, "{tenant}: one object per hour");
-        for (object, hour) in logs.iter().zip(hours) {
-            let rows = read_parquet(&object.body);
-            let messages: Vec<&str> = strings(&rows, "message").iter().flatten().collect();
-            let want: Vec<String> = (0..3).map(|r| format!("{tenant} {hour} {r}")).collect();
-            assert_eq!(messages, want, "{}", object.key);
-            assert!(
-                strings(&rows, "tenant")
-                    .iter()
-                    .all(|t| t == Some(tenant.as_str()))
-            );
-            objects += 1;
-        }
+        let rows = rows_of(&batch, tenant);
+        let messages: Vec<&str> = strings(&rows, "message").iter().flatten().collect();
+        let want: Vec<String> = hours
+            .iter()
+            .flat_map(|hour| (0..3).map(move |r| format!("{tenant} {hour} {r}")))
+            .collect();
+        assert_eq!(messages, want, "{tenant}: by time, arrival order within");
     }
-    assert_eq!(objects, 160);
 }
 
 #[test]
@@ -257,7 +316,7 @@ fn decodes_cloudwatch_logs_subscription_and_skips_control_messages() {
         record(2, "random-pk", gzip(control.to_string().as_bytes())),
     ]);
     assert_eq!((batch.stats.rows, batch.stats.rejected_total()), (2, 0));
-    let rows = read_parquet(&logs_for(&batch, "acme")[0].body);
+    let rows = rows_of(&batch, "acme");
     assert_eq!(strings(&rows, "service").value(0), "billing");
     assert_eq!(
         strings(&rows, "event_id").iter().collect::<Vec<_>>(),
@@ -278,7 +337,7 @@ fn decodes_kpl_aggregates_using_each_sub_record_partition_key() {
     ]);
     let batch = encode(&[record(1, "outer-key", agg)]);
     assert_eq!(batch.stats.rows, 2);
-    let beta = read_parquet(&logs_for(&batch, "beta")[0].body);
+    let beta = rows_of(&batch, "beta");
     assert_eq!(
         (
             strings(&beta, "service").value(0),
@@ -419,7 +478,7 @@ fn accepts_a_one_megabyte_record_intact() {
     let data = format!(r#"{{"msg":"{message}"}}"#);
     assert!(data.len() <= 1 << 20);
     let batch = encode(&[record(1, "acme/api", data)]);
-    let rows = read_parquet(&logs_for(&batch, "acme")[0].body);
+    let rows = rows_of(&batch, "acme");
     assert_eq!(strings(&rows, "message").value(0).len(), 1_000_000);
 }
 
@@ -485,20 +544,21 @@ async fn reprocessing_a_batch_overwrites_instead_of_duplicating() -> Result<(), 
         let outcome = pipeline.process(&store, &records, ARRIVAL).await;
         assert_eq!(outcome.retry_from, None);
     }
-    assert_eq!(store.list("logs/").await?.len(), 1);
+    assert_eq!(store.list("raw/").await?.len(), 1);
     Ok(())
 }
 
 #[derive(Debug, Default)]
 struct FailingStore {
-    fail_tenant: &'static str,
+    /// Writes of keys containing this fail.
+    fail_key: &'static str,
     written: Mutex<Vec<String>>,
 }
 
 #[async_trait]
 impl BlobStore for FailingStore {
     async fn put(&self, key: &str, _body: Bytes, _content_type: &str) -> Result<(), StoreError> {
-        if key.contains(self.fail_tenant) {
+        if key.contains(self.fail_key) {
             return Err(StoreError::Backend {
                 backend: "test",
                 op: "put",
@@ -523,13 +583,13 @@ impl BlobStore for FailingStore {
 #[tokio::test]
 async fn storage_failure_asks_for_redelivery_from_the_first_record() {
     let store = FailingStore {
-        fail_tenant: "tenant=beta",
+        fail_key: "dlq/",
         ..FailingStore::default()
     };
     let records = vec![
         record(5, "acme/a", r#"{"msg":"a"}"#),
         record(6, "beta/b", r#"{"msg":"b"}"#),
-        record(7, "acme/a", r#"{"msg":"c"}"#),
+        record(7, "", "no tenant: a dead letter"),
     ];
     let outcome = IngestPipeline::default()
         .process(&store, &records, ARRIVAL)
@@ -548,7 +608,7 @@ async fn storage_failure_asks_for_redelivery_from_the_first_record() {
     assert_eq!(
         written,
         vec![format!(
-            "logs/tenant=acme/dt=2024-05-01/hour=12/{SHARD}-{}.parquet",
+            "raw/dt=2024-05-01/hour=12/{SHARD}-{}.parquet",
             records[0].sequence_number
         )]
     );
@@ -569,7 +629,7 @@ fn parquet_columns_are_laid_out_as_tuned() {
         })
         .collect();
     let batch = encode(&[record(1, "acme/checkout", lines.join("\n"))]);
-    let object = logs_for(&batch, "acme")[0];
+    let object = raw_object(&batch);
     let reader = SerializedFileReader::new(object.body.clone()).expect("valid parquet");
     let group = reader.metadata().row_group(0);
     let column = |name: &str| {
@@ -596,7 +656,7 @@ fn parquet_columns_are_laid_out_as_tuned() {
             encodings(name)
         );
     }
-    for name in ["message", "trace_id", "event_id"] {
+    for name in ["message", "trace_id", "event_id", "origin"] {
         assert!(
             !encodings(name).contains(&Encoding::RLE_DICTIONARY),
             "{name}: {:?}",
@@ -653,8 +713,8 @@ async fn records_pushed_one_at_a_time_store_the_same_objects_as_a_whole_batch()
     let keys = whole_store.list("").await?;
     assert!(keys.iter().any(|k| k.starts_with("dlq/")), "{keys:?}");
     assert_eq!(
-        keys.iter().filter(|k| k.starts_with("logs/")).count(),
-        3,
+        keys.iter().filter(|k| k.starts_with("raw/")).count(),
+        1,
         "{keys:?}"
     );
     assert_eq!(streamed_store.list("").await?, keys);

@@ -24,7 +24,7 @@ use crate::destination::{FailedBatch, FailureCondition, FailureDestination, Fail
 use crate::error::LocalError;
 use crate::handler::{BatchHandler, Invocation, InvocationResult};
 use crate::lambda_event::{EventSource, WindowFields};
-use crate::mapping::MappingConfig;
+use crate::mapping::{MappingConfig, Redelivery};
 use crate::stream_source::SourceRecord;
 
 /// The time, in ms since the epoch (a trait so that record age is tested without waiting).
@@ -120,6 +120,10 @@ impl Delivery<'_> {
             range: 0..records.len(),
             retries: 0,
         }]);
+        if window.is_none() && records.len() > 1 {
+            self.rehearse_redelivery(shard_id, records, &mut queue, &mut outcome)
+                .await;
+        }
         while let Some(mut segment) = queue.pop_front() {
             // Records too old are never sent to the function.
             let expired = self.expired_prefix(&records[segment.range.clone()]);
@@ -212,6 +216,45 @@ impl Delivery<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// The invocation a time-out made before this delivery ([`Redelivery`]): its objects
+    /// are written, its answer is lost. A bisect then delivers the halves.
+    async fn rehearse_redelivery(
+        &self,
+        shard_id: &str,
+        records: &[SourceRecord],
+        queue: &mut VecDeque<Segment>,
+        outcome: &mut BatchOutcome,
+    ) {
+        let mid = records.len() / 2;
+        let first = match self.mapping.redelivery {
+            Redelivery::None => return,
+            Redelivery::Identical | Redelivery::Bisect => records,
+            Redelivery::Longer => &records[..mid],
+        };
+        outcome.invocations += 1;
+        outcome.function_errors += 1;
+        let _lost = self.attempt(shard_id, first, None).await;
+        tracing::debug!(
+            mapping = %self.mapping.name,
+            shard = %shard_id,
+            records = first.len(),
+            shape = ?self.mapping.redelivery,
+            "rehearsed a timed-out invocation; re-delivering"
+        );
+        if self.mapping.redelivery == Redelivery::Bisect {
+            *queue = VecDeque::from([
+                Segment {
+                    range: 0..mid,
+                    retries: 0,
+                },
+                Segment {
+                    range: mid..records.len(),
+                    retries: 0,
+                },
+            ]);
+        }
     }
 
     async fn attempt(

@@ -12,7 +12,7 @@ use crate::batch_delivery::Clock;
 use crate::handler::{BatchHandler, FunctionError, Invocation, InvocationResult};
 use crate::lambda_event::kinesis_event;
 
-/// The ingest function: Parquet under `logs/`, rejected records under `dlq/`.
+/// The ingest function: one Parquet object per batch under `raw/`, rejected records under `dlq/`.
 #[derive(Debug, Clone)]
 pub struct IngestFunction {
     store: Arc<dyn BlobStore>,

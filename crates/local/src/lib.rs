@@ -22,7 +22,8 @@
 //! - [`stream_source`] and [`kinesis_source`]: the reads the runner needs from a stream, and
 //!   their Kinesis implementation;
 //! - [`metrics`]: counters and gauges served as Prometheus text on 127.0.0.1;
-//! - [`scheduled_evaluate`]: the evaluate function, wired as `functions/evaluate` wires it.
+//! - [`scheduled_evaluate`]: the evaluate function, wired as `functions/evaluate` wires it;
+//!   [`scheduled_compact`]: the compact function (docs/ARCHITECTURE.md §11).
 //!
 //! Delivery is at least once, as with Lambda: a batch is checkpointed only after the handler
 //! succeeded (or the batch went to the on-failure destination); a crash in between re-delivers
@@ -40,6 +41,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod provision;
 pub mod runner;
+pub mod scheduled_compact;
 pub mod scheduled_evaluate;
 pub mod sequence;
 pub mod shard_worker;
@@ -47,5 +49,5 @@ pub mod stream_source;
 pub mod tumbling_window;
 
 pub use error::LocalError;
-pub use mapping::{MappingConfig, StartingPosition};
+pub use mapping::{MappingConfig, Redelivery, StartingPosition};
 pub use runner::{RunConfig, RunReport, Runner};

@@ -17,6 +17,39 @@ pub enum StartingPosition {
     Latest,
 }
 
+/// Re-deliveries Lambda may make of a batch whose function wrote its objects and then timed
+/// out (docs/ARCHITECTURE.md §11), rehearsed on every batch of a mapping without tumbling
+/// windows, to show that its writes are exactly once: an invocation whose result is thrown
+/// away (as a time-out's is) comes first, then the batch is delivered as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Redelivery {
+    /// Every batch once (Lambda's normal case).
+    #[default]
+    None,
+    /// The whole batch, then the whole batch again.
+    Identical,
+    /// The batch's first half, then the whole batch (a longer re-delivery from the same record).
+    Longer,
+    /// The whole batch, then its two halves in turn (a bisect after the time-out).
+    Bisect,
+}
+
+impl std::str::FromStr for Redelivery {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "identical" => Ok(Self::Identical),
+            "longer" => Ok(Self::Longer),
+            "bisect" => Ok(Self::Bisect),
+            other => Err(format!(
+                "{other:?}: expected none, identical, longer or bisect"
+            )),
+        }
+    }
+}
+
 /// One event source mapping: which function, and how batches are formed, retried and given
 /// up on.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +81,8 @@ pub struct MappingConfig {
     pub retry_backoff: Duration,
     /// Longest pause between retries.
     pub max_retry_backoff: Duration,
+    /// Re-deliveries to rehearse on every batch (a setting of the runner, not of Lambda).
+    pub redelivery: Redelivery,
 }
 
 /// Lambda's cap on a synchronous invocation's payload, which also caps a batch.
@@ -69,6 +104,7 @@ impl MappingConfig {
             starting_position: StartingPosition::TrimHorizon,
             retry_backoff: Duration::from_millis(200),
             max_retry_backoff: Duration::from_secs(10),
+            redelivery: Redelivery::None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! - **Mappings.** One [`ShardWorker`] per (mapping, shard), each with its own iterator and
 //!   checkpoint, as two Lambda event source mappings on one stream have.
 //! - **Evaluate.** On its schedule, in its own task ([`crate::scheduled_evaluate`]).
+//! - **Compact.** On its schedule, in its own task ([`crate::scheduled_compact`]).
 //! - **Stopping.** On the shutdown future (SIGTERM, Ctrl-C), after `max_runtime`, or when idle
 //!   (`until_idle`): workers finish the batch in flight, write their checkpoints and return.
 //!
@@ -57,6 +58,10 @@ pub struct RunConfig {
     pub window: WindowConfig,
     /// How often the evaluator runs; `None` disables it.
     pub evaluate_every: Option<Duration>,
+    /// How often compaction runs (docs/ARCHITECTURE.md §11); `None` disables it.
+    pub compact_every: Option<Duration>,
+    /// How long after its end a raw hour waits before it is compacted.
+    pub compact_lateness: Duration,
     pub state_dir: PathBuf,
     pub metrics_addr: Option<SocketAddr>,
     /// Stop once idle for this long (see the module docs).
@@ -85,6 +90,8 @@ impl RunConfig {
             aggregate: MappingConfig::aggregate(),
             window: WindowConfig::default(),
             evaluate_every: Some(Duration::from_secs(60)),
+            compact_every: Some(Duration::from_secs(900)),
+            compact_lateness: Duration::from_secs(3600),
             state_dir,
             metrics_addr: None,
             until_idle: None,
@@ -137,6 +144,8 @@ pub struct Runner {
     config: RunConfig,
     parts: RunParts,
     progress: Option<ProgressFn>,
+    /// The data bucket, for the compactor ([`Self::connect`] only).
+    compactor: Option<crate::scheduled_compact::CompactorSetup>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -206,6 +215,18 @@ impl Runner {
                 )),
             ),
         ];
+        let compactor =
+            config
+                .compact_every
+                .map(|every| crate::scheduled_compact::CompactorSetup {
+                    data: data.clone(),
+                    config: sluice_core::compact::CompactConfig {
+                        lateness_ms: i64::try_from(config.compact_lateness.as_millis())
+                            .unwrap_or(i64::MAX),
+                        ..sluice_core::compact::CompactConfig::default()
+                    },
+                    every,
+                });
         let evaluator = config.evaluate_every.map(|every| EvaluatorSetup {
             data,
             rules,
@@ -227,6 +248,7 @@ impl Runner {
                 clock,
             },
             progress: None,
+            compactor,
         })
     }
 
@@ -236,6 +258,7 @@ impl Runner {
             config,
             parts,
             progress: None,
+            compactor: None,
         }
     }
 
@@ -275,6 +298,9 @@ impl Runner {
                 )?),
                 None => None,
             };
+        let compactor = self.compactor.clone().map(|setup| {
+            crate::scheduled_compact::start(setup, self.parts.clock.clone(), stop_rx.clone())
+        });
         let mut workers: JoinSet<(String, String, Result<WorkerExit, LocalError>)> = JoinSet::new();
         // (mapping, shard) started, and those finished.
         let mut started_shards: BTreeSet<(String, String)> = BTreeSet::new();
@@ -373,6 +399,9 @@ impl Runner {
         }
         if let Some((handle, task)) = evaluator {
             drop(handle);
+            let _ = task.await;
+        }
+        if let Some(task) = compactor {
             let _ = task.await;
         }
         if let Some((_, task)) = metrics_server {

@@ -11,7 +11,7 @@ use crate::normalize::Fields;
 pub(crate) use storage::{Nullable, PlainStrings, patch_len, put_plain, value_len};
 
 /// Column names in schema order.
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "ts",
     "received_at",
     "tenant",
@@ -28,6 +28,7 @@ pub const COLUMNS: [&str; 16] = [
     "region",
     "event_id",
     "attrs",
+    "origin",
 ];
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -49,6 +50,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("region", DataType::Utf8, true),
         Field::new("event_id", DataType::Utf8, false),
         Field::new("attrs", DataType::Utf8, true),
+        Field::new("origin", DataType::Utf8, false),
     ]))
 });
 
@@ -57,13 +59,44 @@ pub fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// Where a row's `event_id` comes from when the event has none of its own.
+/// Where a row comes from: `shard:sequence:sub`, the `origin` column, unique per input event
+/// (docs/ARCHITECTURE.md §11: compaction de-duplicates on it), and the row's `event_id` when
+/// the event has none of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub shard_id: &'a str,
     pub sequence_number: &'a str,
     /// Index of the event inside its stream record (KPL sub-record, NDJSON line, log event).
     pub sub_index: u32,
+}
+
+/// Appends `shard:sequence:sub` to `column`, written straight in: no temporary String and no
+/// formatting machinery on the hot path.
+fn push_origin(column: &mut PlainStrings, o: Origin<'_>) {
+    let mut digits = [0u8; 10];
+    let mut n = o.sub_index;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let data = &mut column.data;
+    let at = data.len();
+    data.extend_from_slice(&[0; 4]);
+    for part in [
+        o.shard_id.as_bytes(),
+        b":",
+        o.sequence_number.as_bytes(),
+        b":",
+    ] {
+        data.extend_from_slice(part);
+    }
+    data.extend_from_slice(&digits[i..]);
+    patch_len(data, at);
 }
 
 /// One row, resolved and ready to append.
@@ -103,6 +136,8 @@ pub struct ColumnBuilder {
     pub(crate) region: PlainStrings,
     pub(crate) event_id: PlainStrings,
     pub(crate) attrs: PlainStrings,
+    /// `shard:sequence:sub` of every row (docs/ARCHITECTURE.md §11).
+    pub(crate) origin: PlainStrings,
     len: usize,
     sorted: bool,
     last_ts: i64,
@@ -133,6 +168,7 @@ impl ColumnBuilder {
             region: PlainStrings::new(true, rows, 10),
             event_id: PlainStrings::new(false, rows, 40),
             attrs: PlainStrings::new(true, rows, 64),
+            origin: PlainStrings::new(false, rows, 40),
             len: 0,
             sorted: true,
             last_ts: i64::MIN,
@@ -148,7 +184,8 @@ impl ColumnBuilder {
         self.len == 0
     }
 
-    /// Whether the rows are already in `ts` order.
+    /// Whether the rows are in the order to write them: by `ts`, or as [`Self::append`]ed
+    /// from builders that were.
     pub fn is_sorted(&self) -> bool {
         self.sorted
     }
@@ -176,41 +213,19 @@ impl ColumnBuilder {
         self.latency_ms.push(f.latency_ms);
         self.host.push(f.host.as_deref());
         self.region.push(f.region.as_deref());
+        let origin_at = self.origin.data.len();
+        push_origin(&mut self.origin, row.origin);
         match row.event_id {
             Some(id) => self.event_id.push(Some(id)),
-            None => self.push_derived_event_id(row.origin),
+            // The origin's bytes just written, length prefix included: copied, not formatted
+            // again.
+            None => self
+                .event_id
+                .data
+                .extend_from_slice(&self.origin.data[origin_at..]),
         }
         self.attrs.push(row.attrs);
         self.len += 1;
-    }
-
-    /// `shard:sequence:sub`, written straight into the column: no temporary String and no
-    /// formatting machinery on the hot path.
-    fn push_derived_event_id(&mut self, o: Origin<'_>) {
-        let mut digits = [0u8; 10];
-        let mut n = o.sub_index;
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let data = &mut self.event_id.data;
-        let at = data.len();
-        data.extend_from_slice(&[0; 4]);
-        for part in [
-            o.shard_id.as_bytes(),
-            b":",
-            o.sequence_number.as_bytes(),
-            b":",
-        ] {
-            data.extend_from_slice(part);
-        }
-        data.extend_from_slice(&digits[i..]);
-        patch_len(data, at);
     }
 
     /// Bytes of memory the builder holds (what [`Self::clear`] keeps).
@@ -227,6 +242,7 @@ impl ColumnBuilder {
             &self.region,
             &self.event_id,
             &self.attrs,
+            &self.origin,
         ];
         strings.iter().map(|c| c.capacity_bytes()).sum::<usize>()
             + (self.ts.capacity() + self.received_at.capacity()) * 8
@@ -253,9 +269,40 @@ impl ColumnBuilder {
         self.region.clear();
         self.event_id.clear();
         self.attrs.clear();
+        self.origin.clear();
         self.len = 0;
         self.sorted = true;
         self.last_ts = i64::MIN;
+    }
+
+    /// Appends every row of `other` after these, in `other`'s order: to gather small tenants'
+    /// rows, each already in `ts` order, into one row group (docs/ARCHITECTURE.md §11). The
+    /// result is in write order if both were.
+    pub fn append(&mut self, other: &Self) {
+        self.ts.extend_from_slice(&other.ts);
+        self.received_at.extend_from_slice(&other.received_at);
+        self.level.extend_from_slice(&other.level);
+        for (into, from) in [
+            (&mut self.tenant, &other.tenant),
+            (&mut self.service, &other.service),
+            (&mut self.message, &other.message),
+            (&mut self.trace_id, &other.trace_id),
+            (&mut self.span_id, &other.span_id),
+            (&mut self.http_method, &other.http_method),
+            (&mut self.http_path, &other.http_path),
+            (&mut self.host, &other.host),
+            (&mut self.region, &other.region),
+            (&mut self.event_id, &other.event_id),
+            (&mut self.attrs, &other.attrs),
+            (&mut self.origin, &other.origin),
+        ] {
+            into.append(from);
+        }
+        self.http_status.append(&other.http_status);
+        self.latency_ms.append(&other.latency_ms);
+        self.len += other.len;
+        self.sorted &= other.sorted;
+        self.last_ts = other.last_ts;
     }
 
     /// The same rows ordered by `ts` (stable, so arrival order breaks ties).
@@ -282,6 +329,7 @@ impl ColumnBuilder {
             region: self.region.permuted(&order),
             event_id: self.event_id.permuted(&order),
             attrs: self.attrs.permuted(&order),
+            origin: self.origin.permuted(&order),
             len: self.len,
             sorted: true,
         }

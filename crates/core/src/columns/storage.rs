@@ -90,6 +90,14 @@ impl PlainStrings {
         self.data.capacity() + self.def.as_ref().map_or(0, Vec::capacity)
     }
 
+    /// Appends every value of `other` (a column of the same nullability).
+    pub fn append(&mut self, other: &Self) {
+        self.data.extend_from_slice(&other.data);
+        if let (Some(def), Some(more)) = (&mut self.def, &other.def) {
+            def.extend_from_slice(more);
+        }
+    }
+
     pub fn clear(&mut self) {
         self.data.clear();
         if let Some(def) = &mut self.def {
@@ -170,6 +178,12 @@ impl<T: Copy> Nullable<T> {
     pub fn clear(&mut self) {
         self.values.clear();
         self.def.clear();
+    }
+
+    /// Appends every value of `other`.
+    pub fn append(&mut self, other: &Self) {
+        self.values.extend_from_slice(&other.values);
+        self.def.extend_from_slice(&other.def);
     }
 
     pub fn permuted(&self, order: &[u32]) -> Self {

@@ -115,9 +115,45 @@ impl LogFileWriter {
         })
     }
 
-    /// The whole file, footer included. Its buffer comes back to this writer, for the next
-    /// file, once the bytes are dropped.
+    /// The whole file, footer included, with one row group. Its buffer comes back to this
+    /// writer, for the next file, once the bytes are dropped.
     pub fn write(&mut self, rows: &ColumnBuilder) -> Result<Bytes, CoreError> {
+        self.write_row_groups(&[rows])
+    }
+
+    /// One file with a row group per builder, in the order given (docs/ARCHITECTURE.md §11:
+    /// a batch's object has its tenants in row groups of their own, so a reader filtering one
+    /// tenant skips the others by their statistics). A builder not in write order
+    /// ([`ColumnBuilder::is_sorted`]) is written sorted by `ts`.
+    pub fn write_row_groups(&mut self, groups: &[&ColumnBuilder]) -> Result<Bytes, CoreError> {
+        if groups.is_empty() || groups.iter().any(|g| g.is_empty()) {
+            return Err(CoreError::Config(
+                "a log file needs at least one row in each row group".into(),
+            ));
+        }
+        let mut all = Vec::with_capacity(groups.len());
+        for rows in groups {
+            all.push(self.row_group_chunks(rows)?);
+        }
+        // Sized once: growing the file while splicing copied it and faulted in new pages.
+        let size: usize = all.iter().flatten().map(|(bytes, _)| bytes.len()).sum();
+        let mut file = SerializedFileWriter::new(
+            self.files.take(size + FOOTER_ROOM * groups.len().min(64)),
+            self.schema.root_schema_ptr(),
+            Arc::clone(&self.properties),
+        )?;
+        for chunks in all {
+            let mut group = file.next_row_group()?;
+            for (bytes, close) in chunks {
+                group.append_column(&bytes, close)?;
+            }
+            group.close()?;
+        }
+        Ok(self.files.bytes(file.into_inner()?))
+    }
+
+    /// The column chunks of one row group.
+    fn row_group_chunks(&mut self, rows: &ColumnBuilder) -> Result<Vec<Written>, CoreError> {
         let sorted;
         let c = if rows.is_sorted() {
             rows
@@ -126,14 +162,9 @@ impl LogFileWriter {
             &sorted
         };
         let n = c.len();
-        if n == 0 {
-            return Err(CoreError::Config(
-                "a log file needs at least one row".into(),
-            ));
-        }
         let schema = Arc::clone(&self.schema);
         let column = |i: usize| schema.column(i);
-        let chunks = [
+        Ok(vec![
             self.timestamps(column(0), &c.ts)?,
             self.timestamps(column(1), &c.received_at)?,
             self.dict_strings(column(2), &c.tenant, n)?,
@@ -150,20 +181,8 @@ impl LogFileWriter {
             self.dict_strings(column(13), &c.region, n)?,
             self.prefixed_strings(column(14), &c.event_id, n)?,
             self.free_text(column(15), &c.attrs, n)?,
-        ];
-        // Sized once: growing the file while splicing copied it and faulted in new pages.
-        let size: usize = chunks.iter().map(|(bytes, _)| bytes.len()).sum();
-        let mut file = SerializedFileWriter::new(
-            self.files.take(size + FOOTER_ROOM),
-            self.schema.root_schema_ptr(),
-            Arc::clone(&self.properties),
-        )?;
-        let mut group = file.next_row_group()?;
-        for (bytes, close) in chunks {
-            group.append_column(&bytes, close)?;
-        }
-        group.close()?;
-        Ok(self.files.bytes(file.into_inner()?))
+            self.prefixed_strings(column(16), &c.origin, n)?,
+        ])
     }
 
     /// Compresses the page buffer.

@@ -468,3 +468,30 @@ async fn window_state_is_carried_across_invocations_and_kept_through_retries() {
         "the failed attempt left no trace"
     );
 }
+
+#[tokio::test]
+async fn each_rehearsed_redelivery_shape_invokes_as_lambda_would_after_a_time_out() {
+    use crate::mapping::Redelivery;
+    for (shape, want) in [
+        (Redelivery::Identical, vec![seqs(0..6), seqs(0..6)]),
+        (Redelivery::Longer, vec![seqs(0..3), seqs(0..6)]),
+        (Redelivery::Bisect, vec![seqs(0..6), seqs(0..3), seqs(3..6)]),
+    ] {
+        let function = FakeFunction::new(&[], FailMode::Throw);
+        let queue = FakeQueue::default();
+        let batch = records(6);
+        let out = deliver(
+            &mapping(|m| m.redelivery = shape),
+            &function,
+            &queue,
+            &batch,
+            NOW,
+        )
+        .await;
+        assert_eq!(function.calls(), want, "{shape:?}");
+        assert!(out.complete(6), "{shape:?}");
+        assert_eq!(out.done_through.as_deref(), Some("105"), "{shape:?}");
+        assert_eq!(out.function_errors, 1, "{shape:?}: the time-out counts");
+        assert!(queue.messages().is_empty());
+    }
+}
