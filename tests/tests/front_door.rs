@@ -1,15 +1,18 @@
 //! The front door end to end, with clients we did not write: `sluice serve` in front of a
 //! Kinesis stream on the emulator, the OpenTelemetry Python SDK (OTLP/HTTP protobuf), the
 //! official Elasticsearch client (`helpers.bulk`), `splunk-handler` (HEC) and
-//! `python-logging-loki` (Loki push) shipping through it, `sluice local run` (in process)
-//! storing what reached the stream, and DuckDB reading the Parquet back.
+//! `python-logging-loki` (Loki push JSON), the OpenTelemetry JS SDK (OTLP/HTTP JSON),
+//! `winston-loki` (Loki push, snappy protobuf) and curl (HEC raw, as Splunk documents it)
+//! shipping through it, `sluice local run` (in process) storing what reached the stream, and
+//! DuckDB reading the Parquet back.
 //!
 //! Each client: N records sent → exactly N rows under the key's tenant, whatever tenant the
 //! records claim. Wrong and revoked keys store nothing; a bomb and an oversized body are
 //! refused while the valid requests around them are stored.
 //!
-//! Needs an emulator (`SLUICE_TEST_ENDPOINT`) and `$SLUICE_PYTHON` with the clients of
-//! `xtask/python/requirements.txt`.
+//! Needs an emulator (`SLUICE_TEST_ENDPOINT`), `$SLUICE_PYTHON` with the clients of
+//! `xtask/python/requirements.txt`, and `$SLUICE_NODE_MODULES` with those of
+//! `xtask/node/package.json` (both installed by `cargo xtask test`).
 
 use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
@@ -146,7 +149,30 @@ impl FrontDoor {
     fn python(&self, script: &str, key: &str) -> anyhow::Result<String> {
         run_python(script, &[&self.url, key, &RECORDS.to_string()])
     }
+
+    /// Runs a Node.js script with the pinned clients of `xtask/node/package.json`, installed
+    /// by `cargo xtask test` into `$SLUICE_NODE_MODULES`; returns its stdout.
+    fn node(&self, script: &str, key: &str) -> anyhow::Result<String> {
+        let modules = std::env::var(NODE_MODULES_ENV).with_context(|| {
+            format!("{NODE_MODULES_ENV} is not set: run `cargo xtask test`, which installs the Node clients")
+        })?;
+        let output = Command::new("node")
+            .args(["-e", script, &self.url, key, &RECORDS.to_string()])
+            .env("NODE_PATH", &modules)
+            .output()
+            .context("running node (Node.js 20 or later)")?;
+        ensure!(
+            output.status.success(),
+            "node failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
 }
+
+/// Where `cargo xtask test` installed `xtask/node`'s packages (a `node_modules` directory).
+const NODE_MODULES_ENV: &str = "SLUICE_NODE_MODULES";
 
 /// Every row belongs to acme, and `service` has exactly `n` of them.
 fn assert_rows(rows: &[Value], service: &str, n: usize) -> TestResult {
@@ -274,6 +300,108 @@ async fn loki_client_pushes_land_under_the_keys_tenant() -> TestResult {
     door.python(LOKI_CLIENT, &door.revoked_key)?;
     let rows = door.stored_rows().await?;
     assert_rows(&rows, "loki-py", RECORDS)?;
+    Ok(())
+}
+
+/// The OpenTelemetry JS SDK's OTLP/HTTP exporter, which sends OTLP/JSON.
+const OTEL_JS: &str = r#"
+const { LoggerProvider, BatchLogRecordProcessor } = require('@opentelemetry/sdk-logs');
+const { OTLPLogExporter } = require('@opentelemetry/exporter-logs-otlp-http');
+const { resourceFromAttributes } = require('@opentelemetry/resources');
+const [url, key, n] = process.argv.slice(1);
+(async () => {
+  const exporter = new OTLPLogExporter({ url: url + '/v1/logs', headers: { Authorization: 'Bearer ' + key } });
+  const provider = new LoggerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'otel-js', 'tenant.id': 'globex' }),
+    processors: [new BatchLogRecordProcessor({ exporter, maxExportBatchSize: 16 })],
+  });
+  const logger = provider.getLogger('e2e');
+  for (let i = 0; i < Number(n); i++) {
+    logger.emit({ severityNumber: 13, severityText: 'WARN', body: `order ${i} failed`,
+                  attributes: { order: i, tenant: 'globex', ok: false } });
+  }
+  await provider.forceFlush();
+  await provider.shutdown();
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[tokio::test]
+async fn otel_js_sdk_json_logs_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    door.node(OTEL_JS, &door.key)?;
+    door.node(OTEL_JS, &door.revoked_key)?;
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "otel-js", RECORDS)?;
+    ensure!(
+        rows.iter()
+            .all(|r| r["attrs"].as_str().unwrap_or_default().contains("globex")),
+        "the claimed tenant is kept in attrs: {rows:#?}"
+    );
+    Ok(())
+}
+
+/// winston-loki, which pushes snappy-compressed protobuf when `snappy` loads (and falls back to
+/// JSON silently otherwise: the script refuses to run then).
+const WINSTON_LOKI: &str = r#"
+const winston = require('winston');
+const LokiTransport = require('winston-loki');
+const [url, key, n] = process.argv.slice(1);
+(async () => {
+  const loki = new LokiTransport({ host: url, basicAuth: 'anyone:' + key, json: false,
+    labels: { service_name: 'loki-js', tenant: 'globex' }, interval: 1, clearOnError: true,
+    gracefulShutdown: false, onConnectionError: (e) => console.error('push failed:', e.message) });
+  if (loki.batcher.contentType !== 'application/x-protobuf') {
+    throw new Error('winston-loki would send ' + loki.batcher.contentType + ', not protobuf');
+  }
+  const log = winston.createLogger({ transports: [loki] });
+  for (let i = 0; i < Number(n); i++) log.error(`line ${i}`);
+  await loki.flush();
+  loki.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[tokio::test]
+async fn winston_loki_protobuf_pushes_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    door.node(WINSTON_LOKI, &door.key)?;
+    door.node(WINSTON_LOKI, "slk_0000000000000000_wrong")?;
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "loki-js", RECORDS)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn hec_raw_lines_sent_with_curl_land_under_the_keys_tenant() -> TestResult {
+    let door = FrontDoor::start().await?;
+    // Splunk's documented way to use the raw endpoint: curl, a channel, one event per line.
+    let body: String = (0..RECORDS)
+        .map(|i| format!("{{\"service\":\"hec-raw\",\"msg\":\"raw {i}\",\"tenant\":\"globex\"}}\n"))
+        .collect();
+    let curl = |key: &str| -> anyhow::Result<String> {
+        let output = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Splunk {key}"))
+            .args([
+                "-H",
+                "X-Splunk-Request-Channel: 0aeeac95-ac74-4aa9-b30d-6c4c0ac581ba",
+                "--data-binary",
+                &body,
+            ])
+            .arg(format!(
+                "{}/services/collector/raw?sourcetype=_json",
+                door.url
+            ))
+            .output()
+            .context("running curl")?;
+        ensure!(output.status.success(), "curl failed: {output:?}");
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let answer = curl(&door.key)?;
+    ensure!(answer.ends_with("\n200"), "HEC raw answered {answer}");
+    let refused = curl(&door.revoked_key)?;
+    ensure!(refused.ends_with("\n401"), "a revoked key got {refused}");
+    let rows = door.stored_rows().await?;
+    assert_rows(&rows, "hec-raw", RECORDS)?;
     Ok(())
 }
 

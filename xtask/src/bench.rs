@@ -81,6 +81,9 @@ pub struct BenchArgs {
     /// paths from their event JSON).
     #[arg(long)]
     pub criterion: bool,
+    /// The front door's intake throughput and API latency ([`crate::bench_intake`]).
+    #[command(flatten)]
+    pub intake: crate::bench_intake::IntakeArgs,
     /// Extra arguments for `cargo bench` with --criterion, after `--`.
     #[arg(last = true)]
     pub extra: Vec<String>,
@@ -154,6 +157,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !sluice.exists() {
         bail!("--sluice {} does not exist", sluice.display());
     }
+    if args.intake.intake_only {
+        let intake = crate::bench_intake::measure(&args.intake, &sluice)?;
+        if args.json {
+            println!(
+                "{}",
+                json!({ "intake": crate::bench_intake::to_json(&intake) })
+            );
+        } else {
+            crate::bench_intake::print(&intake);
+        }
+        return Ok(());
+    }
     let tmp = tempfile::Builder::new()
         .prefix("sluice-bench-")
         .tempdir()
@@ -210,6 +225,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         agent_runs(&sluice, &file, &tmp.join("runner-state"))?
     };
 
+    let intake = if args.intake.no_intake {
+        None
+    } else {
+        Some(crate::bench_intake::measure(&args.intake, &sluice)?)
+    };
+
     let duckdb = per_core_of(&results, "DuckDB");
     let report = Report {
         args,
@@ -221,12 +242,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         usage: &usage,
     };
     if args.json {
-        print_json(&report, (&agent, runner.as_ref()));
+        let mut value = report_json(&report, (&agent, runner.as_ref()));
+        if let Some(intake) = &intake {
+            value["intake"] = crate::bench_intake::to_json(intake);
+        }
+        println!("{value}");
     } else {
         print_table(&report);
         print_agent_table(&agent);
         if let Some(r) = &runner {
             print_runner(r);
+        }
+        if let Some(intake) = &intake {
+            crate::bench_intake::print(intake);
         }
         crate::bench_storage::run(&generator, false)?;
     }
@@ -789,10 +817,6 @@ fn print_table(report: &Report<'_>) {
         mib(report.usage.max_rss_bytes),
         RSS_TARGET_BYTES / (1024 * 1024)
     );
-}
-
-fn print_json(report: &Report<'_>, agent_and_runner: (&[AgentRun], Option<&RunnerRun>)) {
-    println!("{}", report_json(report, agent_and_runner));
 }
 
 fn report_json(report: &Report<'_>, (agent, runner): (&[AgentRun], Option<&RunnerRun>)) -> Value {

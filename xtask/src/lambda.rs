@@ -8,6 +8,9 @@
 //!   through the Lambda runtime API on 127.0.0.1, `cargo lambda invoke --data-file FILE` sends
 //!   it the event. Without `--endpoint`, a moto server is started for it, with the data and
 //!   rules buckets created, and the objects the function wrote are listed afterwards.
+//!   `api` (the front door) gets a stream name and a key pepper for the emulator unless
+//!   `--env` gives them: `infra/events/api-handshake.json` (`GET /`, the Elasticsearch
+//!   handshake, no key) shows the router answering through the runtime API.
 //!
 //! SAM CLI and cargo-lambda (whose wheel ships the binary and zig, the cross linker) are
 //! installed into venvs next to the tooling venv; the Rust targets with `rustup target add`.
@@ -86,7 +89,8 @@ pub struct PackageArgs {
 /// Options of `cargo xtask invoke`.
 #[derive(Debug, clap::Args)]
 pub struct InvokeArgs {
-    /// The function: ingest, aggregate, evaluate or registry (or its binary, sluice-ingest).
+    /// The function: ingest, aggregate, evaluate, registry or api (or its logical id,
+    /// IngestFunction, or its binary, sluice-ingest).
     pub function: String,
     /// The event to send, a JSON file (e.g. infra/events/kinesis.json).
     #[arg(long)]
@@ -376,30 +380,17 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
     if !event.is_file() {
         bail!("event file {} does not exist", event.display());
     }
-    let binary = if args.function.starts_with("sluice-") {
-        args.function.clone()
-    } else {
-        format!(
-            "sluice-{}",
-            args.function.trim_end_matches("Function").to_lowercase()
-        )
-    };
     let bins = workspace_binaries()?;
-    if !bins.contains(&binary) {
+    let binary = function_binary(&args.function, &bins).with_context(|| {
         let functions: Vec<&String> = bins
             .iter()
-            .filter(|b| {
-                [
-                    "sluice-ingest",
-                    "sluice-aggregate",
-                    "sluice-evaluate",
-                    "sluice-registry",
-                ]
-                .contains(&b.as_str())
-            })
+            .filter(|b| FUNCTION_BINARIES.contains(&b.as_str()))
             .collect();
-        bail!("no binary `{binary}` in the workspace (functions built so far: {functions:?})");
-    }
+        format!(
+            "no binary for `{}` in the workspace (functions built so far: {functions:?})",
+            args.function
+        )
+    })?;
     let lambda = venv::ensure_extra("lambda")?;
     let path = path_with(&[&lambda])?;
 
@@ -427,6 +418,14 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
     env.push(("SLUICE_DATA_BUCKET".into(), args.data_bucket.clone()));
     env.push(("SLUICE_RULES_BUCKET".into(), args.rules_bucket.clone()));
     env.push(("RUST_LOG".into(), "info".into()));
+    if binary == "api" {
+        // The front door's init needs a stream and a key pepper (not a secret on an emulator).
+        env.push(("SLUICE_STREAM".into(), "sluice-invoke-stream".into()));
+        env.push((
+            "SLUICE_KEY_PEPPER".into(),
+            "sluice-invoke-pepper-0123".into(),
+        ));
+    }
     for kv in &args.env {
         let (k, v) = kv
             .split_once('=')
@@ -503,6 +502,24 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The binaries of the template's functions (`Metadata.BuildProperties.Binary`).
+const FUNCTION_BINARIES: [&str; 5] = [
+    "sluice-ingest",
+    "sluice-aggregate",
+    "sluice-evaluate",
+    "sluice-registry",
+    "api",
+];
+
+/// The binary `function` names: itself, or `sluice-<name>`, or `<name>` (a logical id loses
+/// its `Function` suffix and is lowercased: `ApiFunction` is `api`).
+fn function_binary(function: &str, bins: &[String]) -> Option<String> {
+    let name = function.trim_end_matches("Function").to_lowercase();
+    [function.to_owned(), format!("sluice-{name}"), name]
+        .into_iter()
+        .find(|candidate| bins.contains(candidate))
+}
+
 fn start_watch(
     binary: &str,
     port: u16,
@@ -571,4 +588,24 @@ fn s3_python(endpoint: &str, body: &str, extra: &[&str]) -> Result<String> {
         cmd.env(k, v);
     }
     util::output(cmd.stdout(Stdio::piped()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_function_names_logical_ids_and_binaries() {
+        let bins: Vec<String> = FUNCTION_BINARIES.iter().map(ToString::to_string).collect();
+        let resolve = |f: &str| function_binary(f, &bins);
+        assert_eq!(resolve("ingest").as_deref(), Some("sluice-ingest"));
+        assert_eq!(resolve("IngestFunction").as_deref(), Some("sluice-ingest"));
+        assert_eq!(
+            resolve("sluice-registry").as_deref(),
+            Some("sluice-registry")
+        );
+        assert_eq!(resolve("api").as_deref(), Some("api"));
+        assert_eq!(resolve("ApiFunction").as_deref(), Some("api"));
+        assert_eq!(resolve("nothing"), None);
+    }
 }

@@ -5,7 +5,8 @@
 //!   (moto) for the workspace tests, plugin builds, cfn-lint, and a demo smoke check whose
 //!   Parquet output is read back with both pyarrow and DuckDB.
 //! - `cargo xtask demo`: runs `sluice demo` on the embedded default and queries the result.
-//! - `cargo xtask bench`: sluice ingest against DuckDB single-threaded, and peak RSS.
+//! - `cargo xtask bench`: sluice ingest against DuckDB single-threaded, and peak RSS; the
+//!   front door's intake throughput and latency (`--intake-only`, `--no-intake`).
 //! - `cargo xtask emulator up|down|status`: a moto (or LocalStack) server on a free port.
 //! - `cargo xtask infra`: the template checks of `test` alone (cfn-lint, sam validate, checkov,
 //!   moto CloudFormation).
@@ -14,7 +15,7 @@
 //! - `cargo xtask venv`: creates/updates the Python tooling venv and prints its python.
 //!
 //! Module map: [`util`] (paths, processes), [`venv`] (Python venvs), [`emulator`],
-//! [`infra`] (template checks), [`lambda`] (package, invoke),
+//! [`infra`] (template checks), [`lambda`] (package, invoke), [`node`] (the tests' Node clients),
 //! [`steps`] (timed fail-fast steps), [`test`], [`demo`], [`bench`], [`measure`] (rusage of a
 //! child). Progress goes to stderr, results to stdout.
 //!
@@ -25,6 +26,7 @@
 
 mod arm64;
 mod bench;
+mod bench_intake;
 mod bench_storage;
 mod browser;
 mod demo;
@@ -32,6 +34,7 @@ mod emulator;
 mod infra;
 mod lambda;
 mod measure;
+mod node;
 mod steps;
 mod test;
 mod util;

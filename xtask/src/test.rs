@@ -9,6 +9,7 @@ use crate::arm64;
 use crate::browser;
 use crate::emulator::{self, Choice, Emulator};
 use crate::infra;
+use crate::node;
 use crate::steps::{Outcome, Steps};
 use crate::util::{self, note};
 use crate::venv::{self, Venv};
@@ -44,6 +45,7 @@ const STEPS: &[&str] = &[
     CLIPPY,
     PLUGINS,
     VENV,
+    node::STEP,
     EMULATOR_UP,
     browser::STEP,
     TESTS,
@@ -91,6 +93,11 @@ fn run_steps(steps: &mut Steps, args: &TestArgs) -> Result<()> {
         Ok(Outcome::Passed)
     })?;
     let tools = tools.context("the venv step did not produce a venv")?;
+    let mut node_modules = None;
+    steps.run(node::STEP, || {
+        node_modules = Some(node::ensure_node_modules()?);
+        Ok(Outcome::Passed)
+    })?;
 
     // The emulator lives until EMULATOR_DOWN, or until this function returns early (its Drop
     // stops it).
@@ -113,7 +120,7 @@ fn run_steps(steps: &mut Steps, args: &TestArgs) -> Result<()> {
     })?;
     steps.run(browser::STEP, browser::ensure_chromium)?;
     steps.run(TESTS, || {
-        workspace_tests(&endpoint, &tools, &args.test_args)?;
+        workspace_tests(&endpoint, &tools, node_modules.as_deref(), &args.test_args)?;
         Ok(Outcome::Passed)
     })?;
     steps.run(EMULATOR_DOWN, || match running.take() {
@@ -174,7 +181,12 @@ pub fn ensure_wasm_target() -> Result<Outcome> {
 
 /// `cargo nextest run --workspace` (or `cargo test --workspace` without nextest), with the
 /// emulator's environment.
-fn workspace_tests(endpoint: &str, tools: &Venv, extra: &[String]) -> Result<()> {
+fn workspace_tests(
+    endpoint: &str,
+    tools: &Venv,
+    node_modules: Option<&Path>,
+    extra: &[String],
+) -> Result<()> {
     let has_nextest = util::succeeds(util::cargo().args(["nextest", "--version"]));
     let mut cmd = util::cargo();
     if has_nextest {
@@ -193,6 +205,10 @@ fn workspace_tests(endpoint: &str, tools: &Venv, extra: &[String]) -> Result<()>
     let sluice = dev_sluice()?;
     note(format!("SLUICE_BIN={}", sluice.display()));
     cmd.env("SLUICE_BIN", sluice);
+    if let Some(modules) = node_modules {
+        note(format!("SLUICE_NODE_MODULES={}", modules.display()));
+        cmd.env("SLUICE_NODE_MODULES", modules);
+    }
     util::run(&mut cmd)
 }
 

@@ -1,7 +1,8 @@
 //! Intake throughput per protocol, on one core: request parsing, re-encoding into record
 //! objects and stamping (no stream), over the same generated logs (`sluice_core::synth`).
 //! Targets (docs/ARCHITECTURE.md §8): at least 300,000 records/s for NDJSON, OTLP protobuf and
-//! Elasticsearch bulk, and 150,000 for OTLP JSON and Loki.
+//! Elasticsearch bulk, and 150,000 for OTLP JSON and Loki (protobuf and JSON); Splunk HEC
+//! (events and raw lines) has none. `cargo xtask bench` prints them against their targets.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -163,6 +164,39 @@ fn loki(records: &[(i64, Map<String, Value>, String)]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+fn loki_json(records: &[(i64, Map<String, Value>, String)]) -> Vec<u8> {
+    let mut by_service: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (ts, map, line) in records {
+        let service = map["service"].as_str().unwrap_or("unknown").to_owned();
+        let ns = (i128::from(*ts) * 1_000_000).to_string();
+        by_service
+            .entry(service)
+            .or_default()
+            .push(serde_json::json!([ns, line]));
+    }
+    let streams: Vec<Value> = by_service
+        .into_iter()
+        .map(|(service, values)| {
+            serde_json::json!({"stream": {"service_name": service, "env": "prod"}, "values": values})
+        })
+        .collect();
+    serde_json::json!({ "streams": streams })
+        .to_string()
+        .into_bytes()
+}
+
+/// Concatenated HEC events: each record as the `event`, its time in epoch seconds.
+fn hec_events(records: &[(i64, Map<String, Value>, String)]) -> Vec<u8> {
+    records
+        .iter()
+        .flat_map(|(ts, map, _)| {
+            serde_json::json!({"time": *ts as f64 / 1000.0, "sourcetype": "_json", "event": map})
+                .to_string()
+                .into_bytes()
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let records = records();
     let config = IngestConfig::default();
@@ -178,6 +212,8 @@ fn bench(c: &mut Criterion) {
     let otlp_proto = otlp_request.encode_to_vec();
     let otlp_json = otlp_json(&otlp_request);
     let loki_body = loki(&records);
+    let loki_json = loki_json(&records);
+    let hec_events = hec_events(&records);
     // Every record must be accepted, or the bench would time the rejection path.
     let n = records.len();
     assert_eq!(
@@ -205,6 +241,21 @@ fn bench(c: &mut Criterion) {
         accepted(
             sluice_api::elastic::parse("acme", &bulk, None, &config).map(|(_, i)| i.accepted())
         ),
+        n
+    );
+    let loki_json_parse = || {
+        sluice_api::loki::from_json(&loki_json)
+            .map_err(sluice_api::ApiError::BadRequest)
+            .and_then(|request| sluice_api::loki::stamp_request("acme", &request, &config))
+            .map(|i| i.accepted())
+    };
+    assert_eq!(accepted(loki_json_parse()), n);
+    assert_eq!(
+        accepted(sluice_api::hec::parse_events("acme", &hec_events, &config).map(|i| i.accepted())),
+        n
+    );
+    assert_eq!(
+        accepted(sluice_api::hec::parse_raw("acme", &ndjson, &config).map(|i| i.accepted())),
         n
     );
     let mut group = c.benchmark_group("intake");
@@ -249,6 +300,19 @@ fn bench(c: &mut Criterion) {
             black_box(
                 sluice_api::loki::stamp_request("acme", &request, &config).map(|i| i.accepted()),
             )
+        })
+    });
+    group.bench_function("loki_json", |b| b.iter(|| black_box(loki_json_parse())));
+    group.bench_function("hec_event", |b| {
+        b.iter(|| {
+            black_box(
+                sluice_api::hec::parse_events("acme", &hec_events, &config).map(|i| i.accepted()),
+            )
+        })
+    });
+    group.bench_function("hec_raw", |b| {
+        b.iter(|| {
+            black_box(sluice_api::hec::parse_raw("acme", &ndjson, &config).map(|i| i.accepted()))
         })
     });
     group.finish();

@@ -148,8 +148,8 @@ fn record_of(mut event: Map<String, Value>) -> Result<String, RejectReason> {
     Ok(Value::Object(record).to_string())
 }
 
-/// Raw HEC: one record per line.
-fn parse_raw(
+/// Raw HEC: one record per line (an object, or plain text as its message).
+pub fn parse_raw(
     tenant: &str,
     body: &[u8],
     config: &sluice_core::IngestConfig,

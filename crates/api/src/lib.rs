@@ -13,7 +13,7 @@
 //! - [`intake`]: object texts to stamped stream records, with a reason per rejected record;
 //! - [`sink`]: where stamped records go ([`RecordSink`]): Kinesis, the embedded stream, memory;
 //! - [`ndjson`]: `POST /v1/ingest`;
-//! - [`otlp`]: OTLP/HTTP logs, protobuf ([`otlp_proto`]) and JSON;
+//! - [`otlp`]: OTLP/HTTP logs, protobuf ([`otlp_proto`]) and JSON ([`otlp_json`]);
 //! - [`object`]: the record object texts decoders write;
 //! - [`loki`]: Loki push, JSON and snappy protobuf;
 //! - [`elastic`]: the Elasticsearch bulk API and the handshake shippers make before it;
@@ -33,6 +33,7 @@ pub mod loki;
 pub mod ndjson;
 pub mod object;
 pub mod otlp;
+pub mod otlp_json;
 pub mod otlp_proto;
 pub mod quota;
 pub mod router;

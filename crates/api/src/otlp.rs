@@ -109,7 +109,7 @@ pub fn parse(
     let request = match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
             .map_err(|e| ApiError::BadRequest(format!("not an OTLP logs request: {e}")))?,
-        Encoding::Json => crate::otlp_proto::from_json(body)
+        Encoding::Json => crate::otlp_json::from_json(body)
             .map_err(|e| ApiError::BadRequest(format!("not an OTLP/JSON logs request: {e}")))?,
     };
     Ok(stamp_request(tenant, &request, config))
