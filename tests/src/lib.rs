@@ -479,7 +479,7 @@ pub fn serve(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Served> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let served = Served {
+    let mut served = Served {
         child,
         url: String::new(),
     };
@@ -490,5 +490,6 @@ pub fn serve(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Served> {
         .filter(|u| u.starts_with("http://127.0.0.1:"))
         .with_context(|| format!("sluice serve said {line:?}"))?
         .to_owned();
-    Ok(Served { url, ..served })
+    served.url = url;
+    Ok(served)
 }
