@@ -630,19 +630,35 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         if bucket == rules:
             # docs/ARCHITECTURE.md §10: what is loaded as native code, and the digests it is
             # checked against, are written by the registry's role and nobody else.
-            guarded = [s for s in statements(policy) if s["Effect"] == "Deny"
-                       and "ArnNotEquals" in s.get("Condition", {})]
-            resources = sorted(r_ for s in guarded for r_ in
-                               (s["Resource"] if isinstance(s["Resource"], list)
-                                else [s["Resource"]]))
-            r.check(len(guarded) == 1
-                    and resources == [f"arn:aws:s3:::{rules}/compiled/*",
-                                      f"arn:aws:s3:::{rules}/control/registry/*"]
-                    and {"s3:PutObject", "s3:DeleteObject"} <= set(guarded[0]["Action"])
-                    and guarded[0]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
-                    .endswith("/" + phys["RegistryRole"]),
+            def only(sid: str) -> tuple[list[str], set[str], str]:
+                found = [s for s in statements(policy) if s.get("Sid") == sid
+                         and s["Effect"] == "Deny"]
+                if len(found) != 1:
+                    return [], set(), ""
+                res = found[0]["Resource"]
+                return (sorted(res if isinstance(res, list) else [res]),
+                        set(found[0]["Action"]),
+                        found[0]["Condition"].get("ArnNotEquals", {}).get("aws:PrincipalArn", ""))
+            resources, actions, principal = only("OnlyTheRegistryWritesCompiledRules")
+            r.check(resources == [f"arn:aws:s3:::{rules}/compiled/*",
+                                  f"arn:aws:s3:::{rules}/control/registry/*"]
+                    and {"s3:PutObject", "s3:DeleteObject"} <= actions
+                    and principal.endswith("/" + phys["RegistryRole"]),
                     f"{bucket}: only the registry's role may write compiled/ and "
                     "control/registry/", policy)
+            resources, actions, principal = only("OnlyTheRegistryWritesVerdicts")
+            r.check(resources == [f"arn:aws:s3:::{rules}/rules/*/status.json"]
+                    and "s3:PutObject" in actions
+                    and principal.endswith("/" + phys["RegistryRole"]),
+                    f"{bucket}: only the registry's role may write rules/*/status.json", policy)
+            resources, actions, principal = only("OnlyTheApiWritesWebhookSecrets")
+            r.check(resources == [f"arn:aws:s3:::{rules}/control/tenants/*/webhook-secrets/*"]
+                    and {"s3:PutObject", "s3:DeleteObject"} <= actions
+                    and principal.endswith("/" + phys["ApiRole"]),
+                    f"{bucket}: only the API's role may write webhook secrets", policy)
+            denied = [s for s in statements(policy) if s.get("Sid") == "NoFunctionWritesLimitsOrKeys"]
+            r.check(len(denied) == 1 and len(denied[0]["Condition"]["ArnEquals"]["aws:PrincipalArn"]) == 5,
+                    f"{bucket}: no function's role may write limits or keys", policy)
 
     # moto's CloudFormation creates buckets with their name, encryption and tags only, and
     # ignores the other properties: those are checked on the template, resolved with this
@@ -685,8 +701,9 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         (event, registry_arn, ("prefix", "rules/"), ("suffix", suffix))
         for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
         for suffix in ("/module.wasm", "/rule.toml")
-    ]), "RulesBucket (template): module.wasm and rule.toml changes invoke registry "
-       "(its own status.json does not)")
+    ] + [("s3:ObjectCreated:*", registry_arn, ("prefix", "rules/"), ("suffix", "/rollback.json"))]),
+        "RulesBucket (template): module.wasm and rule.toml changes and rollback requests invoke "
+        "registry (its own status.json does not)")
     perm = json.loads(aws.lambda_.get_policy(FunctionName=phys["RegistryFunction"])["Policy"])
     s3_perm = [s for s in statements(perm) if s["Principal"] == {"Service": "s3.amazonaws.com"}]
     r.equal([s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in s3_perm],
@@ -811,15 +828,15 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             f"{ra}/control/registry/*": {"s3:GetObject"},
             f"{ra}/control/tenants/*": {"s3:GetObject"},
             f"{ra}/tenants/*": {"s3:GetObject"},
-            f"{ra}/rules/*/rule.toml": {"s3:GetObject"},
         },
         "RegistryFunction": {
             ra: {"s3:ListBucket"},
             f"{ra}/rules/*": {"s3:GetObject"},
             f"{ra}/control/tenants/*/limits.json": {"s3:GetObject"},
             f"{ra}/compiled/*": {"s3:PutObject", "s3:DeleteObject"},
-            f"{ra}/control/registry/*": {"s3:PutObject", "s3:DeleteObject"},
-            f"{ra}/rules/*/status.json": {"s3:PutObject"},
+            f"{ra}/control/registry/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+            f"{ra}/rules/*/status.json": {"s3:PutObject", "s3:DeleteObject"},
+            f"{ra}/rules/*/rollback.json": {"s3:DeleteObject"},
         },
     }
     for logical, want in expected_grants.items():

@@ -99,13 +99,49 @@ pub fn sluice_binary() -> anyhow::Result<PathBuf> {
 /// An S3 client for the emulator, built the way the functions build theirs
 /// ([`sluice_aws::s3_client`], so path-style addressing), with dummy credentials.
 pub async fn s3_client() -> Client {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    sluice_aws::s3_client(&sdk_config().await)
+}
+
+/// The SDK configuration of every test client: the emulator's endpoint, dummy credentials.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .region(Region::from_static(REGION))
         .endpoint_url(endpoint())
         .credentials_provider(Credentials::new("test", "test", None, None, "sluice-e2e"))
         .load()
-        .await;
-    sluice_aws::s3_client(&sdk)
+        .await
+}
+
+/// Runs the local pipeline over `stream` until it is drained (state in `state_dir`), then
+/// reads `columns` of every row stored in the raw tier (`raw/`) of `data` with DuckDB.
+pub async fn drain_and_read_rows(
+    sdk: &aws_config::SdkConfig,
+    stream: &str,
+    data: &TestBucket,
+    rules_bucket: &str,
+    state_dir: &Path,
+    columns: &[&str],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use sluice_local::runner::{RunConfig, Runner, StopReason};
+    use std::time::Duration;
+    let mut c = RunConfig::new(stream, &data.name, rules_bucket, state_dir.to_path_buf());
+    c.failure_queue = None;
+    c.evaluate_every = None;
+    c.ingest.batching_window = Duration::from_millis(200);
+    c.aggregate.batching_window = Duration::from_millis(200);
+    c.until_idle = Some(Duration::from_millis(500));
+    c.max_runtime = Some(Duration::from_secs(120));
+    let report = Runner::connect(sdk, c)
+        .await?
+        .run(std::future::pending())
+        .await?;
+    ensure!(
+        report.stop_reason == StopReason::Idle,
+        "not drained: {report:#?}"
+    );
+    let dir = tempfile::tempdir()?;
+    data.download("raw/", dir.path()).await?;
+    duckdb_rows(dir.path(), columns)
 }
 
 /// A fresh bucket for one test, named uniquely.
@@ -407,4 +443,67 @@ pub fn from_base64(text: &str) -> anyhow::Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .with_context(|| format!("not base64: {text:?}"))
+}
+
+/// A built rule component from `plugins/` (`$SLUICE_PLUGINS_WASM_DIR`, else
+/// `plugins/target/wasm32-wasip2/debug`), e.g. `threshold.wasm`.
+pub fn rule_component(file: &str) -> anyhow::Result<Vec<u8>> {
+    let dir = std::env::var_os("SLUICE_PLUGINS_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("plugins/target/wasm32-wasip2/debug"));
+    let path = dir.join(file);
+    std::fs::read(&path).with_context(|| {
+        format!(
+            "reading {} (build the rule components: cargo build --target wasm32-wasip2 in plugins/, \
+             or set SLUICE_PLUGINS_WASM_DIR)",
+            path.display()
+        )
+    })
+}
+
+/// `sluice serve` running on 127.0.0.1 with the emulator's credentials; killed when dropped.
+#[derive(Debug)]
+pub struct Served {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:<port>`, as the server announced it.
+    pub url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sluice serve --listen 127.0.0.1:0 <args>` with `env` and the emulator's dummy
+/// credentials, and waits for the line that announces its URL.
+pub fn serve(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Served> {
+    use std::io::BufRead as _;
+    let mut child = Command::new(sluice_binary()?)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", REGION)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting sluice serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let mut served = Served {
+        child,
+        url: String::new(),
+    };
+    let url = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|u| u.starts_with("http://127.0.0.1:"))
+        .with_context(|| format!("sluice serve said {line:?}"))?
+        .to_owned();
+    served.url = url;
+    Ok(served)
 }

@@ -14,33 +14,20 @@
 //! `xtask/python/requirements.txt`, and `$SLUICE_NODE_MODULES` with those of
 //! `xtask/node/package.json` (both installed by `cargo xtask test`).
 
-use std::io::BufRead as _;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::Credentials;
+use aws_config::SdkConfig;
 use serde_json::Value;
 use sluice_core::tenancy::{KeyStore, Pepper, Scope};
-use sluice_e2e::{REGION, TestBucket, duckdb_rows, endpoint, run_python};
+use sluice_e2e::{TestBucket, endpoint, run_python};
 use sluice_local::provision::{self, Clients, Resources};
-use sluice_local::runner::{RunConfig, Runner, StopReason};
 
 type TestResult = anyhow::Result<()>;
 
 const PEPPER: &str = "front-door-e2e-pepper";
 const RECORDS: usize = 40;
-
-async fn sdk(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::from_static(REGION))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "sluice-e2e"))
-        .load()
-        .await
-}
 
 /// A stream and buckets on the emulator, tenants with keys, and `sluice serve` in front.
 struct FrontDoor {
@@ -49,17 +36,10 @@ struct FrontDoor {
     stream: String,
     state_dir: tempfile::TempDir,
     sdk: SdkConfig,
-    server: Child,
+    _server: sluice_e2e::Served,
     url: String,
     key: String,
     revoked_key: String,
-}
-
-impl Drop for FrontDoor {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
 }
 
 impl FrontDoor {
@@ -67,7 +47,7 @@ impl FrontDoor {
         let data = TestBucket::create().await?;
         let rules = TestBucket::create().await?;
         let suffix = format!("{}-{:08x}", std::process::id(), fastrand::u32(..));
-        let sdk = sdk(&endpoint()).await;
+        let sdk = sluice_e2e::sdk_config().await;
         let resources = Resources {
             stream: format!("sluice-e2e-door-{suffix}"),
             shards: 1,
@@ -85,35 +65,25 @@ impl FrontDoor {
             .token;
         let revoked = keys.create_key("acme", Scope::Ingest, None).await?;
         keys.revoke_key("acme", &revoked.record.key_id).await?;
-        let mut server = Command::new(sluice_e2e::sluice_binary()?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--stream"])
-            .arg(&resources.stream)
-            .args(["--bucket", &rules.name, "--endpoint", &endpoint()])
-            .env("SLUICE_KEY_PEPPER", PEPPER)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", REGION)
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting sluice serve")?;
-        let stdout = server.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|u| u.starts_with("http://127.0.0.1:"))
-            .with_context(|| format!("sluice serve said {line:?}"))?
-            .to_owned();
+        let server = sluice_e2e::serve(
+            &[
+                "--stream",
+                &resources.stream,
+                "--bucket",
+                &rules.name,
+                "--endpoint",
+                &endpoint(),
+            ],
+            &[("SLUICE_KEY_PEPPER", PEPPER)],
+        )?;
         Ok(Self {
             data,
             rules,
             stream: resources.stream,
             state_dir: tempfile::tempdir()?,
             sdk,
-            server,
-            url,
+            url: server.url.clone(),
+            _server: server,
             key,
             revoked_key: revoked.token,
         })
@@ -121,29 +91,15 @@ impl FrontDoor {
 
     /// Runs the pipeline until the stream is drained, then reads every stored row.
     async fn stored_rows(&self) -> anyhow::Result<Vec<Value>> {
-        let mut c = RunConfig::new(
+        sluice_e2e::drain_and_read_rows(
+            &self.sdk,
             &self.stream,
-            &self.data.name,
+            &self.data,
             &self.rules.name,
-            self.state_dir.path().to_path_buf(),
-        );
-        c.failure_queue = None;
-        c.evaluate_every = None;
-        c.ingest.batching_window = Duration::from_millis(200);
-        c.aggregate.batching_window = Duration::from_millis(200);
-        c.until_idle = Some(Duration::from_millis(500));
-        c.max_runtime = Some(Duration::from_secs(120));
-        let report = Runner::connect(&self.sdk, c)
-            .await?
-            .run(std::future::pending())
-            .await?;
-        ensure!(
-            report.stop_reason == StopReason::Idle,
-            "not drained: {report:#?}"
-        );
-        let dir = tempfile::tempdir()?;
-        self.data.download("raw/", dir.path()).await?;
-        duckdb_rows(dir.path(), &["tenant", "service", "message", "attrs"])
+            self.state_dir.path(),
+            &["tenant", "service", "message", "attrs"],
+        )
+        .await
     }
 
     fn python(&self, script: &str, key: &str) -> anyhow::Result<String> {

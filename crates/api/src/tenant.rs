@@ -12,10 +12,18 @@
 //! - `PUT /v1/rules/{name}` (rules or admin): JSON `{"manifest": "<rule.toml>",
 //!   "component_base64": "<module.wasm, base64>"}` within the body limit; writes
 //!   `rules/<tenant>/<name>/rule.toml` and `module.wasm` for the registry to judge (202,
-//!   `pending`), refused (409) when the tenant already has `max_rules` rules;
+//!   `pending`), refused (409) for a new rule when the tenant already has `max_rules` rules
+//!   with an active version ([`counted_rules`], the registry's own count);
 //! - `GET /v1/rules`, `GET /v1/rules/{name}`: the registry's verdict from `status.json`
-//!   (`accepted`, or `rejected` with `code` and `reason`; `pending` when it has none yet);
-//! - `DELETE /v1/rules/{name}`: removes the upload and its verdict.
+//!   (`accepted`, or `rejected` with `code` and `reason`; `pending` when it has none yet), with
+//!   the upload's `version` and the `active_version`;
+//! - `GET /v1/rules/{name}/versions`: every version the registry recorded, and the active one;
+//! - `POST /v1/rules/{name}/rollback?to=V`: makes accepted version `V` active again (through
+//!   the registry: `rules/<tenant>/<name>/rollback.json`); 404 for no such version, 409 for a
+//!   rejected one;
+//! - `DELETE /v1/rules/{name}`: removes the upload; the registry then removes the active
+//!   version, the versions and the verdict, in that order (docs/ARCHITECTURE.md §10); until
+//!   it has, the rule reads `removing`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,7 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
@@ -34,6 +42,9 @@ use sluice_core::alerting::config_validation::validate_tenant_config;
 use sluice_core::alerting::egress::EgressPolicy;
 use sluice_core::alerting::webhook_secrets::{self, SecretError};
 use sluice_core::tenancy::limits::TenantLimits;
+use sluice_core::tenancy::rule_registry::{
+    RollbackRequest, active_version, counted_rules, rollback_request_key, versions,
+};
 use sluice_core::tenancy::{Principal, Scope};
 
 use crate::error::{ApiError, Dialect};
@@ -48,6 +59,8 @@ pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
 pub trait RegistryHook: Send + Sync + std::fmt::Debug {
     /// Judges `rules/<tenant>/<rule>/` (or notes its removal) and writes its `status.json`.
     async fn changed(&self, tenant: &str, rule: &str);
+    /// Carries out the pending `rules/<tenant>/<rule>/rollback.json`.
+    async fn rollback(&self, tenant: &str, rule: &str);
 }
 
 /// The tenant routes.
@@ -63,6 +76,8 @@ pub fn routes() -> Router<Arc<ApiState>> {
             "/v1/rules/{name}",
             get(rule_status).put(put_rule).delete(delete_rule),
         )
+        .route("/v1/rules/{name}/versions", get(list_versions))
+        .route("/v1/rules/{name}/rollback", post(rollback))
 }
 
 fn answer(result: Result<Response, ApiError>) -> Response {
@@ -127,6 +142,35 @@ async fn stored_webhook_ids(
     )
 }
 
+/// A new secret for each webhook of `ids` that the stored configuration (`previous`) does not
+/// name, shown once. A secret already stored for such a webhook was never shown (a
+/// configuration write that failed after generating it), so it is replaced, not kept: a retried
+/// `PUT /v1/config` always shows the secret that signs.
+async fn secrets_for_new_webhooks(
+    store: &dyn BlobStore,
+    tenant: &str,
+    ids: &BTreeSet<String>,
+    previous: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut new_secrets = BTreeMap::new();
+    for id in ids {
+        let stored = webhook_secrets::lookup(store, tenant, id)
+            .await
+            .map_err(secret_error)?;
+        let secret = match stored {
+            Some(_) if previous.contains(id) => continue,
+            Some(_) => {
+                tracing::info!(tenant, webhook = %id, "replacing a secret that was never shown");
+                webhook_secrets::rotate(store, tenant, id).await
+            }
+            None => webhook_secrets::create(store, tenant, id).await,
+        }
+        .map_err(secret_error)?;
+        new_secrets.insert(id.clone(), secret.expose().to_owned());
+    }
+    Ok(new_secrets)
+}
+
 async fn get_config(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
     answer(
         async {
@@ -163,26 +207,24 @@ async fn put_config(
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let ids: BTreeSet<String> = config.webhooks.into_iter().filter_map(|w| w.id).collect();
             let previous = stored_webhook_ids(store, tenant).await?;
-            let mut new_secrets = BTreeMap::new();
-            for id in &ids {
-                let known = webhook_secrets::lookup(store, tenant, id)
-                    .await
-                    .map_err(secret_error)?;
-                if known.is_none() {
-                    let secret = webhook_secrets::create(store, tenant, id)
-                        .await
-                        .map_err(secret_error)?;
-                    new_secrets.insert(id.clone(), secret.expose().to_owned());
-                }
-            }
-            store
+            let new_secrets = secrets_for_new_webhooks(store, tenant, &ids, &previous).await?;
+            if let Err(e) = store
                 .put(
                     &config_key(tenant),
                     Bytes::copy_from_slice(text.as_bytes()),
                     "application/toml",
                 )
                 .await
-                .map_err(store_error("storing the configuration"))?;
+            {
+                // Nobody saw the new secrets: take them back (and if that fails too, the retry
+                // replaces them, see `secrets_for_new_webhooks`).
+                for id in new_secrets.keys() {
+                    if let Err(e) = webhook_secrets::delete(store, tenant, id).await {
+                        tracing::warn!(tenant, webhook = %id, error = %e, "an unshown secret stays until the retry replaces it");
+                    }
+                }
+                return Err(store_error("storing the configuration")(e));
+            }
             for gone in previous.difference(&ids) {
                 webhook_secrets::delete(store, tenant, gone)
                     .await
@@ -290,14 +332,45 @@ async fn verdict(
         }),
     };
     let mut out = serde_json::json!({ "name": rule });
+    if status.get("status").is_some_and(|s| s != "pending")
+        && upload_gone(store, tenant, rule).await?
+    {
+        // Deleted; the registry has not yet removed the active version and the verdict.
+        out["status"] = serde_json::json!("removing");
+        return Ok(out);
+    }
     if let (Some(out), Some(status)) = (out.as_object_mut(), status.as_object()) {
-        for field in ["status", "code", "reason", "size_bytes", "fuel_used"] {
+        for field in [
+            "status",
+            "code",
+            "reason",
+            "size_bytes",
+            "fuel_used",
+            "version",
+            "active_version",
+        ] {
             if let Some(v) = status.get(field) {
                 out.insert(field.to_owned(), v.clone());
             }
         }
     }
     Ok(out)
+}
+
+/// True when neither `module.wasm` nor `rule.toml` of the upload is there (the rule was deleted).
+async fn upload_gone(store: &dyn BlobStore, tenant: &str, rule: &str) -> Result<bool, ApiError> {
+    let prefix = rule_prefix(tenant, rule);
+    for file in ["module.wasm", "rule.toml"] {
+        if store
+            .size(&format!("{prefix}{file}"))
+            .await
+            .map_err(store_error("reading the upload"))?
+            .is_some()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 async fn list_rules(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
@@ -373,7 +446,9 @@ async fn put_rule(
                 tracing::error!(tenant, error = %e, "tenant limits unreadable");
                 ApiError::Unavailable(format!("reading the tenant's limits: {e}"))
             })?;
-            let existing = rule_names(store, tenant).await?;
+            let existing = counted_rules(store, tenant)
+                .await
+                .map_err(store_error("counting rules"))?;
             if !existing.contains(&name) && existing.len() >= limits.rules() {
                 return Err(ApiError::Conflict(format!(
                     "tenant {tenant} already has {} rules, its limit of {}; remove one first",
@@ -432,6 +507,9 @@ async fn delete_rule(
             if !rule_names(store, tenant).await?.contains(&name) {
                 return Err(ApiError::NotFound(format!("no rule `{name}`")));
             }
+            // The upload only: with it gone, the registry removes the active version, the
+            // versions and `status.json`, in that order (here in-process, on AWS on the
+            // bucket's removal events).
             let prefix = rule_prefix(tenant, &name);
             for file in ["module.wasm", "rule.toml"] {
                 store
@@ -442,12 +520,111 @@ async fn delete_rule(
             if let Some(hook) = &state.registry {
                 hook.changed(tenant, &name).await;
             }
-            store
-                .delete(&format!("{prefix}status.json"))
-                .await
-                .map_err(store_error("removing the rule's status"))?;
             tracing::info!(tenant, rule = %name, "rule deleted");
             Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        .await,
+    )
+}
+
+async fn list_versions(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    answer(
+        async {
+            let (principal, store) = open(&state, &headers, Scope::Rules).await?;
+            let tenant = principal.tenant.as_str();
+            check_rule_name(&name)?;
+            let all = versions(store, tenant, &name)
+                .await
+                .map_err(store_error("listing versions"))?;
+            if all.is_empty() && !rule_names(store, tenant).await?.contains(&name) {
+                return Err(ApiError::NotFound(format!("no rule `{name}`")));
+            }
+            let active = active_version(store, tenant, &name)
+                .await
+                .map_err(store_error("reading the active version"))?;
+            Ok(axum::Json(serde_json::json!({
+                "name": name,
+                "active_version": active,
+                "versions": all,
+            }))
+            .into_response())
+        }
+        .await,
+    )
+}
+
+/// `to=V` out of the query string.
+fn rollback_target(query: Option<&str>) -> Result<u64, ApiError> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("to="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::BadRequest("expected ?to=<version>, a version number".into()))
+}
+
+async fn rollback(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    answer(
+        async {
+            let (principal, store) = open(&state, &headers, Scope::Rules).await?;
+            let tenant = principal.tenant.as_str();
+            check_rule_name(&name)?;
+            let to = rollback_target(query.as_deref())?;
+            let all = versions(store, tenant, &name)
+                .await
+                .map_err(store_error("listing versions"))?;
+            match all.iter().find(|v| v.version == to) {
+                None => {
+                    return Err(ApiError::NotFound(format!(
+                        "rule `{name}` has no version {to}"
+                    )));
+                }
+                Some(v) if !v.accepted() => {
+                    return Err(ApiError::Conflict(format!(
+                        "version {to} of `{name}` was rejected ({}); only an accepted version can be made active",
+                        v.reason.as_deref().unwrap_or("no reason recorded")
+                    )));
+                }
+                Some(_) => {}
+            }
+            let request = serde_json::to_vec(&RollbackRequest { to })
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            store
+                .put(
+                    &rollback_request_key(tenant, &name),
+                    Bytes::from(request),
+                    "application/json",
+                )
+                .await
+                .map_err(store_error("storing the rollback request"))?;
+            tracing::info!(tenant, rule = %name, to, "rollback requested");
+            let Some(hook) = &state.registry else {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    axum::Json(serde_json::json!({ "name": name, "status": "pending", "to": to })),
+                )
+                    .into_response());
+            };
+            hook.rollback(tenant, &name).await;
+            let status = verdict(store, tenant, &name).await?;
+            if status["active_version"] == to {
+                Ok(axum::Json(status).into_response())
+            } else {
+                Err(ApiError::Conflict(format!(
+                    "version {to} was not made active: {}",
+                    status["reason"].as_str().unwrap_or("the registry refused it")
+                )))
+            }
         }
         .await,
     )

@@ -325,7 +325,28 @@ async fn an_upload_is_stored_under_the_keys_tenant_and_pending_until_judged() ->
     )
     .await?;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert!(door.rules.list("rules/acme/").await?.is_empty());
+    // The upload is gone at once; the verdict (with the active version) is the registry's to
+    // remove, last: until then the rule reads `removing`.
+    assert_eq!(
+        door.rules.list("rules/acme/").await?,
+        vec!["rules/acme/threshold/status.json".to_owned()]
+    );
+    let (status, _, body) = call(
+        door,
+        Method::GET,
+        "/v1/rules/threshold",
+        &door.rules_key,
+        "",
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body)?["status"],
+        "removing"
+    );
+    door.rules
+        .delete("rules/acme/threshold/status.json")
+        .await?;
     let (status, _, _) = call(
         door,
         Method::GET,
@@ -437,6 +458,14 @@ async fn an_upload_past_max_rules_is_refused_but_replacing_one_is_not() -> TestR
         )
         .await?;
         assert_eq!(status, StatusCode::ACCEPTED, "{name}");
+        // Only a rule with an active version counts (the registry's count): accept it.
+        door.rules
+            .put(
+                &format!("control/registry/acme/{name}/accepted.json"),
+                bytes::Bytes::from_static(b"{}"),
+                "application/json",
+            )
+            .await?;
     }
     let (status, _, body) = call(
         door,
@@ -494,5 +523,128 @@ async fn rule_names_outside_the_allowed_characters_are_refused() -> TestResult {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
     }
     assert!(door.rules.list("rules/").await?.is_empty());
+    Ok(())
+}
+
+/// Writes what the registry records for version `version` of acme's `threshold`.
+async fn registry_recorded(door: &Door, version: u64, status: &str) -> TestResult {
+    let record = serde_json::json!({
+        "version": version, "status": status, "module_sha256": "m", "manifest_sha256": "t",
+        "registered_at_ms": 1, "reason": (status == "rejected").then_some("not a component"),
+    });
+    door.rules
+        .put(
+            &format!("control/registry/acme/threshold/versions/{version}/version.json"),
+            bytes::Bytes::from(record.to_string()),
+            "application/json",
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn versions_are_listed_and_rollback_asks_the_registry_for_an_accepted_one() -> TestResult {
+    let door = &Door::new().await?;
+    let (status, _, _) = call(
+        door,
+        Method::PUT,
+        "/v1/rules/threshold",
+        &door.rules_key,
+        upload_body("name = \"threshold\"\n", b"wasm", None),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    registry_recorded(door, 1, "accepted").await?;
+    registry_recorded(door, 2, "rejected").await?;
+    door.rules
+        .put(
+            "control/registry/acme/threshold/accepted.json",
+            bytes::Bytes::from_static(br#"{"version": 1}"#),
+            "application/json",
+        )
+        .await?;
+    let (status, _, body) = call(
+        door,
+        Method::GET,
+        "/v1/rules/threshold/versions",
+        &door.rules_key,
+        "",
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    assert_eq!(answer["active_version"], 1);
+    assert_eq!(answer["versions"][1]["status"], "rejected");
+    assert_eq!(answer["versions"][1]["reason"], "not a component");
+
+    for (query, expected) in [
+        ("to=2", StatusCode::CONFLICT),
+        ("to=7", StatusCode::NOT_FOUND),
+        ("to=x", StatusCode::BAD_REQUEST),
+        ("", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, _, body) = call(
+            door,
+            Method::POST,
+            &format!("/v1/rules/threshold/rollback?{query}"),
+            &door.rules_key,
+            "",
+        )
+        .await?;
+        assert_eq!(status, expected, "{query}: {}", error_of(&body));
+    }
+    assert_eq!(
+        door.rules.get("rules/acme/threshold/rollback.json").await?,
+        None
+    );
+    // Mallory's key finds no such rule of hers, and writes nothing of acme's.
+    for uri in [
+        "/v1/rules/threshold/rollback?to=1",
+        "/v1/rules/threshold/versions",
+    ] {
+        let method = if uri.contains("rollback") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let (status, _, _) = call(door, method, uri, &door.mallory_rules_key, "").await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+    assert_eq!(
+        door.rules.get("rules/acme/threshold/rollback.json").await?,
+        None
+    );
+
+    let (status, _, body) = call(
+        door,
+        Method::POST,
+        "/v1/rules/threshold/rollback?to=1",
+        &door.rules_key,
+        "",
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{}", error_of(&body));
+    assert_eq!(
+        door.rules.get("rules/acme/threshold/rollback.json").await?,
+        Some(bytes::Bytes::from_static(br#"{"to":1}"#))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_secret_generated_by_a_config_write_that_failed_is_replaced_and_shown_on_retry()
+-> TestResult {
+    let door = &Door::new().await?;
+    // What a PUT that generated the secret and then failed to store the configuration leaves.
+    let unshown = webhook_secrets::create(door.rules.as_ref(), "acme", "ops").await?;
+    assert_eq!(door.rules.get("tenants/acme.toml").await?, None);
+    let shown = acme_sets_its_config(door).await?;
+    assert!(
+        shown.starts_with(webhook_secrets::SECRET_PREFIX),
+        "{shown:?}"
+    );
+    assert_ne!(shown, unshown.expose(), "a secret nobody saw is not kept");
+    let signing = webhook_secrets::lookup(door.rules.as_ref(), "acme", "ops").await?;
+    assert_eq!(signing.as_ref().map(|s| s.expose()), Some(shown.as_str()));
     Ok(())
 }

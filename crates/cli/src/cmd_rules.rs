@@ -45,6 +45,10 @@ enum RulesCommand {
     Upload(upload::UploadArgs),
     /// The registry's verdict on the key's tenant's rules, through the API.
     Status(crate::tenant_api::StatusArgs),
+    /// Every version of a rule (each upload the registry judged) and the active one, through the API.
+    Versions(crate::tenant_api::VersionsArgs),
+    /// Make an earlier accepted version of a rule active again, through the API.
+    Rollback(crate::tenant_api::RollbackArgs),
 }
 
 pub fn run(args: RulesArgs) -> anyhow::Result<()> {
@@ -55,6 +59,8 @@ pub fn run(args: RulesArgs) -> anyhow::Result<()> {
         RulesCommand::Test(a) => evaluate::run(a),
         RulesCommand::Upload(a) => upload::run(a),
         RulesCommand::Status(a) => crate::tenant_api::run_status(a),
+        RulesCommand::Versions(a) => crate::tenant_api::run_versions(a),
+        RulesCommand::Rollback(a) => crate::tenant_api::run_rollback(a),
     }
 }
 

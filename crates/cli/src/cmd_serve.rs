@@ -97,6 +97,23 @@ impl RegistryHook for InProcessRegistry {
             Err(e) => tracing::error!(tenant, rule, error = %e, "the registry could not conclude"),
         }
     }
+
+    async fn rollback(&self, tenant: &str, rule: &str) {
+        match sluice_rules::tenant_rules::roll_back(
+            &self.host,
+            self.store.as_ref(),
+            &Policy::default(),
+            tenant,
+            rule,
+        )
+        .await
+        {
+            Ok(status) => {
+                tracing::info!(tenant, rule, active_version = ?status.active_version, "rollback ran")
+            }
+            Err(e) => tracing::error!(tenant, rule, error = %e, "the rollback could not conclude"),
+        }
+    }
 }
 
 /// The front door's state: keys and the rules store from `store`, the in-process registry.

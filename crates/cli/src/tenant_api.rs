@@ -1,5 +1,5 @@
 //! The tenant API as a client (docs/ARCHITECTURE.md §10): `sluice config get|set|rotate-secret`,
-//! `sluice rules status` and `sluice rules upload --api`, with `--api`/`SLUICE_API_URL` and
+//! `sluice rules status|versions|rollback` and `sluice rules upload --api`, with `--api`/`SLUICE_API_URL` and
 //! `--key`/`SLUICE_API_KEY`. The tenant is the key's; nothing here names one.
 
 use anyhow::Context as _;
@@ -157,13 +157,49 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<()> {
         Some(name) => format!("/v1/rules/{name}"),
         None => "/v1/rules".to_owned(),
     };
-    let answer = call(
-        &args.api.api,
-        &args.api.key,
+    print_answer(&args.api, reqwest::Method::GET, &path)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VersionsArgs {
+    /// The rule.
+    name: String,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `sluice rules versions NAME`: every version the registry recorded and the active one, as
+/// JSON.
+pub fn run_versions(args: VersionsArgs) -> anyhow::Result<()> {
+    print_answer(
+        &args.api,
         reqwest::Method::GET,
-        &path,
-        None,
-    )?;
+        &format!("/v1/rules/{}/versions", args.name),
+    )
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The rule.
+    name: String,
+    /// The earlier accepted version to make active again.
+    #[arg(long)]
+    to: u64,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `sluice rules rollback NAME --to V`: makes version V active again; prints the verdict.
+pub fn run_rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    print_answer(
+        &args.api,
+        reqwest::Method::POST,
+        &format!("/v1/rules/{}/rollback?to={}", args.name, args.to),
+    )
+}
+
+fn print_answer(api: &ApiArgs, method: reqwest::Method, path: &str) -> anyhow::Result<()> {
+    let answer = call(&api.api, &api.key, method, path, None)?;
     let value: serde_json::Value = serde_json::from_str(&answer).context("reading the answer")?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())

@@ -144,7 +144,7 @@ fn evaluate_tenants(c: &mut Criterion) {
                     "[rule]\nname = \"{name}\"\napi = \"0.1.0\"\n\n[params]\nmetric = \"{metric}\"\n{thresholds}\nmin_count = 10\n"
                 );
                 rules
-                    .put(&id.manifest_key(), manifest.into(), "application/toml")
+                    .put(&id.version_manifest_key(1), manifest.clone().into(), "application/toml")
                     .await
                     .expect("manifest stored");
                 rules
@@ -161,9 +161,11 @@ fn evaluate_tenants(c: &mut Criterion) {
                     compiled_key: id.compiled_key(host.fingerprint()),
                     artifact_sha256: sha256_hex(artifact.bytes()),
                     module_sha256: sha256_hex(&module),
+                    version: 1,
+                    manifest_sha256: sha256_hex(manifest.as_bytes()),
                 };
                 rules
-                    .put(&id.accepted_module_key(), Bytes::from(module.clone()), "application/wasm")
+                    .put(&id.version_module_key(1), Bytes::from(module.clone()), "application/wasm")
                     .await
                     .expect("module stored");
                 rules

@@ -12,10 +12,10 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::RuleId;
 
-/// Where the registry's records live; one directory per tenant and rule.
-pub const REGISTRY_PREFIX: &str = "control/registry/";
+pub use sluice_core::tenancy::rule_registry::{REGISTRY_PREFIX, VersionRecord, accepted_rules};
+use sluice_core::tenancy::rule_registry::{registry_dir, version_dir};
 
-/// What the registry recorded for the accepted version of a rule
+/// What the registry recorded for the active version of a rule
 /// (`control/registry/<tenant>/<rule>/accepted.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,9 +26,13 @@ pub struct AcceptedRecord {
     pub compiled_key: String,
     /// Hex SHA-256 of the artifact's bytes: nothing else is ever loaded.
     pub artifact_sha256: String,
-    /// Hex SHA-256 of the accepted component, kept beside this record
-    /// ([`RuleId::accepted_module_key`]).
+    /// Hex SHA-256 of the accepted component ([`RuleId::version_module_key`]).
     pub module_sha256: String,
+    /// The active version: its component and manifest are under `versions/<version>/`.
+    pub version: u64,
+    /// Hex SHA-256 of the version's `rule.toml` ([`RuleId::version_manifest_key`]), whose
+    /// parameters and limits the rule runs with (never the tenant's upload under `rules/`).
+    pub manifest_sha256: String,
 }
 
 /// Hex SHA-256 of an artifact (or any bytes).
@@ -39,7 +43,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 impl RuleId {
     /// `control/registry/<tenant>/<rule>/`: written by the registry only.
     pub fn registry_dir(&self) -> String {
-        format!("{REGISTRY_PREFIX}{}/{}/", self.tenant(), self.rule())
+        registry_dir(self.tenant(), self.rule())
     }
 
     /// `control/registry/<tenant>/<rule>/accepted.json`: the [`AcceptedRecord`].
@@ -47,21 +51,31 @@ impl RuleId {
         format!("{}accepted.json", self.registry_dir())
     }
 
-    /// `control/registry/<tenant>/<rule>/module.wasm`: the accepted component, as validated.
-    pub fn accepted_module_key(&self) -> String {
-        format!("{}module.wasm", self.registry_dir())
+    /// `control/registry/<tenant>/<rule>/versions/<version>/module.wasm`: the component as
+    /// judged.
+    pub fn version_module_key(&self, version: u64) -> String {
+        format!(
+            "{}module.wasm",
+            version_dir(self.tenant(), self.rule(), version)
+        )
     }
-}
 
-/// The rule names a listing of `control/registry/<tenant>/` shows as accepted.
-pub fn accepted_rules(tenant: &str, keys: &[String]) -> Vec<String> {
-    let prefix = format!("{REGISTRY_PREFIX}{tenant}/");
-    keys.iter()
-        .filter_map(|k| k.strip_prefix(&prefix))
-        .filter_map(|k| k.strip_suffix("/accepted.json"))
-        .filter(|rule| !rule.contains('/'))
-        .map(str::to_owned)
-        .collect()
+    /// `control/registry/<tenant>/<rule>/versions/<version>/rule.toml`: the manifest as judged.
+    pub fn version_manifest_key(&self, version: u64) -> String {
+        format!(
+            "{}rule.toml",
+            version_dir(self.tenant(), self.rule(), version)
+        )
+    }
+
+    /// `control/registry/<tenant>/<rule>/versions/<version>/version.json`: the
+    /// [`VersionRecord`].
+    pub fn version_record_key(&self, version: u64) -> String {
+        format!(
+            "{}version.json",
+            version_dir(self.tenant(), self.rule(), version)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -76,20 +90,8 @@ mod tests {
             "control/registry/acme/errors/accepted.json"
         );
         assert_eq!(
-            id.accepted_module_key(),
-            "control/registry/acme/errors/module.wasm"
+            id.version_module_key(3),
+            "control/registry/acme/errors/versions/3/module.wasm"
         );
-    }
-
-    #[test]
-    fn only_accepted_json_of_the_tenant_names_a_rule() {
-        let keys = [
-            "control/registry/acme/errors/accepted.json",
-            "control/registry/acme/errors/module.wasm",
-            "control/registry/acme/a/b/accepted.json",
-            "control/registry/acmex/latency/accepted.json",
-        ]
-        .map(String::from);
-        assert_eq!(accepted_rules("acme", &keys), vec!["errors".to_owned()]);
     }
 }

@@ -48,6 +48,7 @@ mod lru;
 mod manifest;
 mod output;
 mod policy;
+pub mod rule_versions;
 mod sample;
 mod sandbox;
 pub mod tenant_rules;

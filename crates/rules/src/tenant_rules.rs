@@ -18,11 +18,13 @@ use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput};
 use sluice_core::evaluate::{RuleRunner, TenantRule};
 use sluice_core::tenancy::limits::TenantLimits;
+use sluice_core::tenancy::rule_registry::{active_version, counted_rules};
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::{BlobStore, StoreError};
 
-use crate::accepted::{AcceptedRecord, REGISTRY_PREFIX, accepted_rules, sha256_hex};
+use crate::accepted::{AcceptedRecord, sha256_hex};
 use crate::lru::Lru;
+use crate::rule_versions::{self, Verdict};
 pub use crate::verified_load::LoadStats;
 use crate::verified_load::{LoadCounters, load_accepted};
 use crate::window::{Latency, Level, LevelCounts, LogPattern, ServiceStats, Window};
@@ -52,6 +54,12 @@ pub struct RegistryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compiled_key: Option<String>,
     pub engine_fingerprint: String,
+    /// The version this upload became (none for an upload that could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The version that runs now: a rejected upload leaves the previous one active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<u64>,
 }
 
 impl RegistryStatus {
@@ -67,7 +75,24 @@ impl RegistryStatus {
             compile_ms: 0,
             compiled_key: None,
             engine_fingerprint: host.fingerprint().to_owned(),
+            version: None,
+            active_version: None,
         }
+    }
+
+    /// What [`register`] answers for a rule whose upload is gone (it writes no status).
+    fn removed(host: &Host) -> Self {
+        Self {
+            status: "removed".into(),
+            ..Self::rejected(host, 0, "", String::new())
+        }
+        .without_reason()
+    }
+
+    fn without_reason(mut self) -> Self {
+        self.reason = None;
+        self.code = None;
+        self
     }
 
     pub fn accepted(&self) -> bool {
@@ -84,17 +109,25 @@ pub enum RegistryError {
     Name(#[from] crate::InvalidName),
     #[error("serialising the status: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("the registry is busy: {0}")]
+    Busy(String),
 }
 
 /// The largest `rule.toml` the registry reads.
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 
-/// Validates `rules/<tenant>/<rule>/`, precompiles it when it is acceptable, and writes
-/// `status.json`. For an accepted rule it writes, under prefixes only the registry may write,
-/// the artifact (`compiled/…`), a copy of the accepted component, and last the record with
-/// both digests that the evaluator checks before loading anything
-/// ([`crate::accepted::AcceptedRecord`], docs/ARCHITECTURE.md §10). A rejected rule's record
-/// and artifact are removed, so it never runs.
+/// Judges `rules/<tenant>/<rule>/` and writes `status.json` (docs/ARCHITECTURE.md §10).
+///
+/// Every upload it can read becomes the next immutable version
+/// ([`crate::rule_versions`]); an accepted one becomes the active version: the registry writes,
+/// under prefixes only it may write, the artifact (`compiled/…`) and last the record with the
+/// version and the digests of artifact, component and manifest that the evaluator checks
+/// before loading anything ([`crate::accepted::AcceptedRecord`]). A rejected upload never
+/// replaces the active version. When the upload is gone (both files removed) the rule is
+/// removed with its versions.
+///
+/// The same upload notified again (S3 sends one event per file, and may send one twice) is
+/// not a new version while it is the newest and, if accepted, the active one.
 ///
 /// Sizes are checked with a HEAD before anything is downloaded, and compiling plus the test
 /// evaluation run on a blocking thread for at most
@@ -107,66 +140,235 @@ pub async fn register(
     rule: &str,
 ) -> Result<RegistryStatus, RegistryError> {
     let id = RuleId::new(tenant, rule)?;
-    let compiled_key = id.compiled_key(host.fingerprint());
+    if rule_versions::upload_gone(store, &id).await? {
+        rule_versions::remove(store, &id, host.fingerprint()).await?;
+        return Ok(RegistryStatus::removed(host));
+    }
     let limits = tenant_limits(store, tenant).await;
     let policy = &policy.for_tenant(&limits);
-    let status = match read_upload(host, store, &id).await? {
+    let mut status = match read_upload(host, store, &id).await? {
         Err(rejected) => rejected,
-        Ok(_) if over_rule_limit(store, &id, &limits).await? => RegistryStatus::rejected(
-            host,
-            0,
-            "too_many_rules",
-            format!(
-                "tenant {tenant} already has {} accepted rules, its limit; remove one first",
-                limits.max_rules
-            ),
-        ),
-        Ok((wasm, manifest)) => match Manifest::parse(&String::from_utf8_lossy(&manifest)) {
-            Err(e) => RegistryStatus::rejected(
+        Ok((wasm, manifest)) => judge(host, store, policy, &limits, &id, wasm, manifest).await?,
+    };
+    status.active_version = active_version(store, tenant, rule).await?;
+    write_status(store, &id, &status).await?;
+    tracing::info!(tenant, rule, status = %status.status, version = ?status.version,
+        active_version = ?status.active_version,
+        reason = status.reason.as_deref().unwrap_or(""), "rule registered");
+    // A removal while this upload was judged wins: whichever ran last, the rule ends removed.
+    if rule_versions::upload_gone(store, &id).await? {
+        rule_versions::remove(store, &id, host.fingerprint()).await?;
+        return Ok(RegistryStatus::removed(host));
+    }
+    Ok(status)
+}
+
+/// Judges an upload that was read, records it as a version, and makes it active if accepted.
+async fn judge(
+    host: &Host,
+    store: &dyn BlobStore,
+    policy: &Policy,
+    limits: &TenantLimits,
+    id: &RuleId,
+    wasm: Bytes,
+    manifest: Bytes,
+) -> Result<RegistryStatus, RegistryError> {
+    let active = active_version(store, id.tenant(), id.rule()).await?;
+    if let Some(latest) = rule_versions::latest(store, id).await?
+        && latest.module_sha256 == sha256_hex(&wasm)
+        && latest.manifest_sha256 == sha256_hex(&manifest)
+        && (!latest.accepted() || active == Some(latest.version))
+    {
+        tracing::info!(
+            tenant = id.tenant(),
+            rule = id.rule(),
+            version = latest.version,
+            "the newest version again: nothing to register"
+        );
+        let mut status = if latest.accepted() {
+            RegistryStatus::rejected(host, wasm.len(), "", String::new()).without_reason()
+        } else {
+            RegistryStatus::rejected(
                 host,
                 wasm.len(),
-                "invalid_manifest",
-                format!("rule.toml: {e}"),
+                latest.code.as_deref().unwrap_or("rejected"),
+                latest.reason.clone().unwrap_or_default(),
+            )
+        };
+        status.status = latest.status.clone();
+        status.version = Some(latest.version);
+        if latest.accepted() {
+            status.compiled_key = Some(id.compiled_key(host.fingerprint()));
+        }
+        return Ok(status);
+    }
+    let judged = if over_rule_limit(store, id, limits).await? {
+        Err(RegistryStatus::rejected(
+            host,
+            wasm.len(),
+            "too_many_rules",
+            format!(
+                "tenant {} already has {} accepted rules, its limit; remove one first",
+                id.tenant(),
+                limits.max_rules
             ),
-            Ok(manifest) => {
-                let policy = policy.restricted_by(&manifest.limits);
-                match validate_bounded(host, wasm.clone(), manifest.params.clone(), policy).await {
-                    Err(e) => RegistryStatus::rejected(host, wasm.len(), e.code(), e.to_string()),
-                    Ok((artifact, report)) => {
-                        record_accepted(host, store, &id, &wasm, &artifact).await?;
-                        RegistryStatus {
-                            status: "accepted".into(),
-                            reason: None,
-                            code: None,
-                            size_bytes: report.size_bytes,
-                            imports: report.imports,
-                            exports: report.exports,
-                            fuel_used: report.canned.fuel_consumed,
-                            compile_ms: report.compile_time.as_millis() as u64,
-                            compiled_key: Some(compiled_key.clone()),
-                            engine_fingerprint: host.fingerprint().to_owned(),
-                        }
+        ))
+    } else {
+        compile(host, id, policy, &wasm, &manifest).await
+    };
+    match judged {
+        Err(mut rejected) => {
+            let version = rule_versions::record_new(
+                store,
+                id,
+                Verdict {
+                    status: "rejected",
+                    code: rejected.code.as_deref(),
+                    reason: rejected.reason.as_deref(),
+                },
+                &wasm,
+                &manifest,
+            )
+            .await?;
+            rejected.version = Some(version.version);
+            Ok(rejected)
+        }
+        Ok((artifact, mut accepted)) => {
+            let version = rule_versions::record_new(
+                store,
+                id,
+                Verdict {
+                    status: "accepted",
+                    code: None,
+                    reason: None,
+                },
+                &wasm,
+                &manifest,
+            )
+            .await?;
+            record_accepted(host, store, id, &version, &artifact).await?;
+            accepted.version = Some(version.version);
+            Ok(accepted)
+        }
+    }
+}
+
+/// Parses the manifest, then compiles and test-evaluates the component under the tenant's
+/// policy as the manifest restricts it: the artifact and the accepted status, or the rejection.
+async fn compile(
+    host: &Host,
+    id: &RuleId,
+    policy: &Policy,
+    wasm: &Bytes,
+    manifest: &[u8],
+) -> Result<(TrustedArtifact, RegistryStatus), RegistryStatus> {
+    let manifest = Manifest::parse(&String::from_utf8_lossy(manifest)).map_err(|e| {
+        RegistryStatus::rejected(
+            host,
+            wasm.len(),
+            "invalid_manifest",
+            format!("rule.toml: {e}"),
+        )
+    })?;
+    let policy = policy.restricted_by(&manifest.limits);
+    let (artifact, report) = validate_bounded(host, wasm.clone(), manifest.params.clone(), policy)
+        .await
+        .map_err(|e| RegistryStatus::rejected(host, wasm.len(), e.code(), e.to_string()))?;
+    let status = RegistryStatus {
+        status: "accepted".into(),
+        reason: None,
+        code: None,
+        size_bytes: report.size_bytes,
+        imports: report.imports,
+        exports: report.exports,
+        fuel_used: report.canned.fuel_consumed,
+        compile_ms: report.compile_time.as_millis() as u64,
+        compiled_key: Some(id.compiled_key(host.fingerprint())),
+        engine_fingerprint: host.fingerprint().to_owned(),
+        version: None,
+        active_version: None,
+    };
+    Ok((artifact, status))
+}
+
+/// Makes an earlier accepted version of `rules/<tenant>/<rule>/` active again, as its pending
+/// `rollback.json` asks, and writes `status.json`; the request is removed either way. The
+/// version is compiled and test-evaluated again under the tenant's policy of today; refused,
+/// the active version stays.
+pub async fn roll_back(
+    host: &Host,
+    store: &dyn BlobStore,
+    policy: &Policy,
+    tenant: &str,
+    rule: &str,
+) -> Result<RegistryStatus, RegistryError> {
+    let id = RuleId::new(tenant, rule)?;
+    let Some(request) = rule_versions::rollback_request(store, &id).await? else {
+        return register(host, store, policy, tenant, rule).await;
+    };
+    let limits = tenant_limits(store, tenant).await;
+    let policy = &policy.for_tenant(&limits);
+    let outcome = match request {
+        Err(reason) => Err(("invalid_rollback", reason)),
+        Ok(request) => match rule_versions::read(store, &id, request.to).await? {
+            None => Err((
+                "no_such_version",
+                format!("{tenant}/{rule} has no version {}", request.to),
+            )),
+            Some(v) if !v.accepted() => Err((
+                "version_not_accepted",
+                format!(
+                    "version {} was rejected; only an accepted version can be made active",
+                    v.version
+                ),
+            )),
+            Some(v) => match rule_versions::contents(store, &id, &v).await {
+                Err(reason) => Err(("version_damaged", reason)),
+                Ok((wasm, manifest)) => match compile(host, &id, policy, &wasm, &manifest).await {
+                    Err(rejected) => Err((
+                        "rollback_refused",
+                        format!(
+                            "version {} no longer passes: {}",
+                            v.version,
+                            rejected.reason.unwrap_or_default()
+                        ),
+                    )),
+                    Ok((artifact, mut status)) => {
+                        record_accepted(host, store, &id, &v, &artifact).await?;
+                        status.version = Some(v.version);
+                        Ok(status)
                     }
-                }
-            }
+                },
+            },
         },
     };
-    if !status.accepted() {
-        // The record first: without it nothing is loaded, whatever is left behind.
-        store.delete(&id.accepted_record_key()).await?;
-        store.delete(&compiled_key).await?;
-        store.delete(&id.accepted_module_key()).await?;
-    }
-    let status_key = format!("rules/{tenant}/{rule}/status.json");
+    let mut status =
+        outcome.unwrap_or_else(|(code, reason)| RegistryStatus::rejected(host, 0, code, reason));
+    status.active_version = active_version(store, tenant, rule).await?;
+    write_status(store, &id, &status).await?;
+    store
+        .delete(&sluice_core::tenancy::rule_registry::rollback_request_key(
+            tenant, rule,
+        ))
+        .await?;
+    tracing::info!(tenant, rule, status = %status.status, active_version = ?status.active_version,
+        reason = status.reason.as_deref().unwrap_or(""), "rollback");
+    Ok(status)
+}
+
+async fn write_status(
+    store: &dyn BlobStore,
+    id: &RuleId,
+    status: &RegistryStatus,
+) -> Result<(), RegistryError> {
     store
         .put(
-            &status_key,
-            Bytes::from(serde_json::to_vec_pretty(&status)?),
+            &format!("rules/{}/{}/status.json", id.tenant(), id.rule()),
+            Bytes::from(serde_json::to_vec_pretty(status)?),
             "application/json",
         )
         .await?;
-    tracing::info!(tenant, rule, status = %status.status, reason = status.reason.as_deref().unwrap_or(""), "rule registered");
-    Ok(status)
+    Ok(())
 }
 
 /// The tenant's limits; the defaults (with a warning) when they cannot be read.
@@ -180,18 +382,15 @@ async fn tenant_limits(store: &dyn BlobStore, tenant: &str) -> TenantLimits {
     }
 }
 
-/// True when `id` is a new rule and its tenant already has as many accepted rules as its
-/// limit allows.
+/// True when `id` is a new rule and its tenant already has as many rules as its limit
+/// allows (counted as [`counted_rules`] defines, like the API does).
 async fn over_rule_limit(
     store: &dyn BlobStore,
     id: &RuleId,
     limits: &TenantLimits,
 ) -> Result<bool, RegistryError> {
-    let keys = store
-        .list(&format!("{REGISTRY_PREFIX}{}/", id.tenant()))
-        .await?;
-    let accepted = accepted_rules(id.tenant(), &keys);
-    Ok(!accepted.iter().any(|r| r == id.rule()) && accepted.len() >= limits.rules())
+    let counted = counted_rules(store, id.tenant()).await?;
+    Ok(!counted.contains(id.rule()) && counted.len() >= limits.rules())
 }
 
 /// The upload's module and manifest, each checked for size with a HEAD before it is read; or
@@ -276,13 +475,13 @@ async fn validate_bounded(
     }
 }
 
-/// Writes an accepted rule's artifact, the accepted component, then the record of both
-/// digests: the record last, so the evaluator never sees a record without its artifact.
+/// Makes `version` the active one: writes its artifact, then the record of the version and
+/// its digests; the record last, so the evaluator never sees a record without its artifact.
 async fn record_accepted(
     host: &Host,
     store: &dyn BlobStore,
     id: &RuleId,
-    wasm: &[u8],
+    version: &sluice_core::tenancy::rule_registry::VersionRecord,
     artifact: &TrustedArtifact,
 ) -> Result<(), RegistryError> {
     let compiled_key = id.compiled_key(host.fingerprint());
@@ -293,18 +492,13 @@ async fn record_accepted(
             "application/octet-stream",
         )
         .await?;
-    store
-        .put(
-            &id.accepted_module_key(),
-            Bytes::copy_from_slice(wasm),
-            "application/wasm",
-        )
-        .await?;
     let record = AcceptedRecord {
         engine_fingerprint: host.fingerprint().to_owned(),
         compiled_key,
         artifact_sha256: sha256_hex(artifact.bytes()),
-        module_sha256: sha256_hex(wasm),
+        module_sha256: version.module_sha256.clone(),
+        version: version.version,
+        manifest_sha256: version.manifest_sha256.clone(),
     };
     store
         .put(
@@ -436,8 +630,21 @@ impl<'a> StoreRuleRunner<'a> {
         self.policy.for_tenant(&limits)
     }
 
-    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Limits), String> {
+    /// The `[params]` of the active version's manifest (never of the tenant's upload).
+    async fn accepted_params(&self, tenant: &str, rule: &str) -> Result<toml::Table, String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
+        let record = self.record(&id).await?;
+        let text = rule_versions::accepted_manifest(self.store, &id, &record).await?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{id:?}: {e}"))?;
+        Ok(table
+            .get("params")
+            .and_then(|p| p.as_table())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// The registry's record of the active version of `id`.
+    async fn record(&self, id: &RuleId) -> Result<AcceptedRecord, String> {
         let record_key = id.accepted_record_key();
         let body = self
             .store
@@ -445,27 +652,26 @@ impl<'a> StoreRuleRunner<'a> {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| {
-                format!("{tenant}/{rule} has no accepted version (rejected or removed)")
+                format!(
+                    "{}/{} has no accepted version (rejected or removed)",
+                    id.tenant(),
+                    id.rule()
+                )
             })?;
-        let record: AcceptedRecord =
-            serde_json::from_slice(&body).map_err(|e| format!("{record_key}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{record_key}: {e}"))
+    }
+
+    async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Limits), String> {
+        let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
+        let record = self.record(&id).await?;
         if let Ok(mut cache) = self.loaded.lock()
             && let Some(cached) = cache.get(&id)
             && cached.record == record
         {
             return Ok((cached.rule, cached.limits));
         }
-        let manifest = match self
-            .store
-            .get(&id.manifest_key())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            Some(text) => {
-                Manifest::parse(&String::from_utf8_lossy(&text)).map_err(|e| e.to_string())?
-            }
-            None => return Err(format!("{} is missing", id.manifest_key())),
-        };
+        let manifest = rule_versions::accepted_manifest(self.store, &id, &record).await?;
+        let manifest = Manifest::parse(&manifest).map_err(|e| e.to_string())?;
         let limits = manifest.limits;
         let loaded =
             Arc::new(load_accepted(self.host, self.store, &id, &record, &self.counters).await?);
@@ -490,30 +696,19 @@ impl RuleRunner for StoreRuleRunner<'_> {
         if let Ok(mut all) = self.tenant_limits.lock() {
             all.insert(tenant.to_owned(), limits);
         }
-        let prefix = format!("{REGISTRY_PREFIX}{tenant}/");
-        let keys = self.store.list(&prefix).await.map_err(|e| e.to_string())?;
         let mut rules = Vec::new();
-        for name in accepted_rules(tenant, &keys) {
-            let manifest_key = format!("rules/{tenant}/{name}/rule.toml");
-            let params = match self
-                .store
-                .get(&manifest_key)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(text) => {
-                    let table: toml::Table = toml::from_str(&String::from_utf8_lossy(&text))
-                        .map_err(|e| format!("{manifest_key}: {e}"))?;
-                    table
-                        .get("params")
-                        .and_then(|p| p.as_table())
-                        .cloned()
-                        .unwrap_or_default()
-                }
-                None => toml::Table::new(),
-            };
+        for name in counted_rules(self.store, tenant)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            // A rule whose parameters cannot be read runs with none and fails in `run`, where
+            // the same record is read again, with the reason in the tenant's report.
+            let params = self.accepted_params(tenant, &name).await.unwrap_or_else(|e| {
+                tracing::error!(tenant, rule = %name, error = %e, "accepted manifest unreadable");
+                toml::Table::new()
+            });
             rules.push(TenantRule {
-                name: name.to_owned(),
+                name,
                 params,
                 lifecycle: LifecycleConfig::default(),
             });

@@ -86,7 +86,7 @@ pub(crate) async fn load_accepted(
         tracing::info!(tenant, rule, recorded = %record.engine_fingerprint, engine = host.fingerprint(),
             "the artifact was compiled for another engine; recompiling from the accepted component");
     }
-    let module_key = id.accepted_module_key();
+    let module_key = id.version_module_key(record.version);
     let wasm = store
         .get(&module_key)
         .await

@@ -15,25 +15,9 @@ use sluice_core::{BlobStore, LocalDirStore, StoreError};
 use sluice_rules::accepted::AcceptedRecord;
 use sluice_rules::tenant_rules::{LoadStats, StoreRuleRunner, register};
 use sluice_rules::{EngineConfig, Host, Policy, RuleId};
-use support::{host, wasm};
+use support::{host, upload, wasm};
 
 const THRESHOLD_TOML: &str = "[rule]\nname = \"threshold\"\napi = \"0.1.0\"\n\n[params]\nmetric = \"error_rate\"\nwarning = 0.05\ncritical = 0.2\nmin_count = 10\n";
-
-async fn upload(store: &dyn BlobStore, tenant: &str, rule: &str, module: Vec<u8>, toml: &str) {
-    let id = RuleId::new(tenant, rule).expect("valid id");
-    store
-        .put(&id.module_key(), Bytes::from(module), "application/wasm")
-        .await
-        .expect("module stored");
-    store
-        .put(
-            &id.manifest_key(),
-            Bytes::from(toml.to_owned()),
-            "application/toml",
-        )
-        .await
-        .expect("manifest stored");
-}
 
 async fn registered_threshold(store: &dyn BlobStore) -> RuleId {
     upload(
@@ -194,7 +178,7 @@ async fn a_tampered_accepted_component_is_refused_when_the_artifact_does_not_mat
         .expect("tampered");
     store
         .put(
-            &id.accepted_module_key(),
+            &id.version_module_key(1),
             Bytes::from(wasm("misbehave")),
             "application/wasm",
         )
@@ -225,10 +209,14 @@ async fn an_artifact_from_another_engine_is_recompiled_not_loaded() {
 }
 
 #[tokio::test]
-async fn a_rejected_upload_removes_the_record_so_the_old_artifact_never_runs() {
+async fn a_rejected_upload_never_replaces_the_active_version() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = LocalDirStore::new(dir.path());
     let id = registered_threshold(&store).await;
+    let before = store
+        .get(&id.accepted_record_key())
+        .await
+        .expect("readable");
     upload(
         &store,
         "acme",
@@ -241,15 +229,16 @@ async fn a_rejected_upload_removes_the_record_so_the_old_artifact_never_runs() {
         .await
         .expect("concludes");
     assert!(!status.accepted());
+    assert_eq!((status.version, status.active_version), (Some(2), Some(1)));
     assert_eq!(
         store
             .get(&id.accepted_record_key())
             .await
             .expect("readable"),
-        None
+        before
     );
     let runner = StoreRuleRunner::new(host(), &store, Policy::default());
-    assert!(runner.rules("acme").await.expect("listed").is_empty());
+    assert_eq!(run_all(&runner).await, vec![Ok(())]);
 }
 
 /// A store that remembers which keys were downloaded.

@@ -3,14 +3,26 @@
 //! The registry Lambda function, as a library: S3 object-created events under
 //! `rules/<tenant>/<rule>/` (the module or its manifest) trigger
 //! [`sluice_rules::tenant_rules::register`], which validates the component, test-evaluates it on
-//! a canned window, precompiles it to `compiled/…` and writes `status.json` next to the upload.
+//! a canned window, precompiles it to `compiled/…` and writes `status.json` next to the upload;
+//! removals of either file trigger it too (the rule is removed once both are gone), and a
+//! tenant's `rollback.json` triggers [`sluice_rules::tenant_rules::roll_back`].
 
 use aws_lambda_events::s3::S3Event;
 
-/// The (tenant, rule) pairs an S3 event names: uploads of `rules/<tenant>/<rule>/module.wasm`
-/// or `rule.toml`. The registry's own `status.json` writes are ignored (no loops).
-pub fn uploads(event: &S3Event) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = event
+/// What an event asks of the registry for one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// `module.wasm` or `rule.toml` was written or removed: judge the upload (or remove the rule).
+    Register,
+    /// `rollback.json` was written: make the version it names active again.
+    Rollback,
+}
+
+/// The (tenant, rule, action) triples an S3 event names: `rules/<tenant>/<rule>/module.wasm`,
+/// `rule.toml` or `rollback.json`. The registry's own `status.json` writes are ignored (no
+/// loops).
+pub fn uploads(event: &S3Event) -> Vec<(String, String, Action)> {
+    let mut out: Vec<(String, String, Action)> = event
         .records
         .iter()
         .filter_map(|r| r.s3.object.key.as_deref())
@@ -21,8 +33,9 @@ pub fn uploads(event: &S3Event) -> Vec<(String, String)> {
     out
 }
 
-/// `rules/<tenant>/<rule>/module.wasm|rule.toml` → (tenant, rule). S3 event keys are URL-encoded.
-pub fn rule_of_key(key: &str) -> Option<(String, String)> {
+/// `rules/<tenant>/<rule>/module.wasm|rule.toml|rollback.json` → (tenant, rule, action). S3
+/// event keys are URL-encoded.
+pub fn rule_of_key(key: &str) -> Option<(String, String, Action)> {
     let key = key.replace('+', " ");
     let mut parts = key.split('/');
     match (
@@ -32,10 +45,15 @@ pub fn rule_of_key(key: &str) -> Option<(String, String)> {
         parts.next(),
         parts.next(),
     ) {
-        (Some("rules"), Some(tenant), Some(rule), Some("module.wasm" | "rule.toml"), None)
+        (Some("rules"), Some(tenant), Some(rule), Some(file), None)
             if !tenant.is_empty() && !rule.is_empty() =>
         {
-            Some((tenant.to_owned(), rule.to_owned()))
+            let action = match file {
+                "module.wasm" | "rule.toml" => Action::Register,
+                "rollback.json" => Action::Rollback,
+                _ => return None,
+            };
+            Some((tenant.to_owned(), rule.to_owned(), action))
         }
         _ => None,
     }
@@ -49,11 +67,15 @@ mod tests {
     fn only_module_and_manifest_uploads_trigger_registration() {
         assert_eq!(
             rule_of_key("rules/acme/threshold/module.wasm"),
-            Some(("acme".into(), "threshold".into()))
+            Some(("acme".into(), "threshold".into(), Action::Register))
         );
         assert_eq!(
             rule_of_key("rules/acme/threshold/rule.toml"),
-            Some(("acme".into(), "threshold".into()))
+            Some(("acme".into(), "threshold".into(), Action::Register))
+        );
+        assert_eq!(
+            rule_of_key("rules/acme/threshold/rollback.json"),
+            Some(("acme".into(), "threshold".into(), Action::Rollback))
         );
         assert_eq!(
             rule_of_key("rules/acme/threshold/status.json"),
@@ -86,7 +108,7 @@ mod tests {
         .expect("an S3 event");
         assert_eq!(
             uploads(&event),
-            vec![("acme".to_owned(), "threshold".to_owned())]
+            vec![("acme".to_owned(), "threshold".to_owned(), Action::Register)]
         );
     }
 }

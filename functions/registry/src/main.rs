@@ -8,7 +8,8 @@ use aws_lambda_events::s3::S3Event;
 use lambda_runtime::{LambdaEvent, service_fn};
 use sluice_aws::lambda::{init_json_tracing, required_env};
 use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
-use sluice_rules::tenant_rules::register;
+use sluice_registry::Action;
+use sluice_rules::tenant_rules::{register, roll_back};
 use sluice_rules::{EngineConfig, Host, Policy};
 
 #[tokio::main]
@@ -27,8 +28,11 @@ async fn main() -> anyhow::Result<()> {
     let (store, host, policy) = (&store, &host, &policy);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| async move {
         let mut statuses = Vec::new();
-        for (tenant, rule) in sluice_registry::uploads(&event.payload) {
-            let status = register(host, store, policy, &tenant, &rule).await?;
+        for (tenant, rule, action) in sluice_registry::uploads(&event.payload) {
+            let status = match action {
+                Action::Register => register(host, store, policy, &tenant, &rule).await?,
+                Action::Rollback => roll_back(host, store, policy, &tenant, &rule).await?,
+            };
             statuses.push(serde_json::json!({"tenant": tenant, "rule": rule, "status": status.status, "reason": status.reason}));
         }
         Ok::<_, lambda_runtime::Error>(serde_json::Value::Array(statuses))

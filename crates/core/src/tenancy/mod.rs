@@ -6,11 +6,14 @@
 //! - [`key_cache`]: the front door's view of the key store: looked-up keys (and misses) kept
 //!   for at most a minute, so a revocation reaches warm instances within 60 s;
 //! - [`limits`]: what operators allow each tenant (sandbox budget, rules, state, per-window
-//!   caps, ingest quota), at `control/tenants/<tenant>/limits.json` (docs/ARCHITECTURE.md §10).
+//!   caps, ingest quota), at `control/tenants/<tenant>/limits.json` (docs/ARCHITECTURE.md §10);
+//! - [`rule_registry`]: where the registry records each rule's versions and its active one,
+//!   and what counts against `max_rules`.
 
 pub mod key_cache;
 pub mod keys;
 pub mod limits;
+pub mod rule_registry;
 
 pub use key_cache::KeyCache;
 pub use keys::{

@@ -157,3 +157,31 @@ pub fn tight_policy() -> Policy {
         ..Policy::default()
     }
 }
+
+/// Writes a tenant's upload, `rules/<tenant>/<rule>/module.wasm` and `rule.toml`, as the API
+/// or `sluice rules upload` does.
+pub async fn upload(
+    store: &dyn sluice_core::BlobStore,
+    tenant: &str,
+    rule: &str,
+    module: Vec<u8>,
+    toml: &str,
+) {
+    let id = sluice_rules::RuleId::new(tenant, rule).expect("valid id");
+    store
+        .put(
+            &id.module_key(),
+            bytes::Bytes::from(module),
+            "application/wasm",
+        )
+        .await
+        .expect("module stored");
+    store
+        .put(
+            &id.manifest_key(),
+            bytes::Bytes::from(toml.to_owned()),
+            "application/toml",
+        )
+        .await
+        .expect("manifest stored");
+}
