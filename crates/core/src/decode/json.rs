@@ -67,6 +67,18 @@ impl<'a> Scanner<'a> {
         &self.src[start..self.pos]
     }
 
+    /// The whole member whose raw key (as [`Scanner::object_memo`] handed it out: a slice of
+    /// this scanner's input) is `raw_key`, from the key's opening quote to the current
+    /// position (the end of its value): `"key":value` as it stands in the input, whitespace
+    /// included. One copy of it puts the member into another object.
+    pub fn member_from(&self, raw_key: &'a str) -> &'a str {
+        let key_at = (raw_key.as_ptr() as usize).wrapping_sub(self.src.as_ptr() as usize);
+        debug_assert!(key_at >= 1 && key_at <= self.pos, "a key of another input");
+        self.src
+            .get(key_at.saturating_sub(1)..self.pos)
+            .unwrap_or_default()
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.src.as_bytes()
     }
@@ -585,14 +597,19 @@ impl<'a> Scanner<'a> {
 pub const MEMO_KEY_MAX: usize = 32;
 /// Members per object a [`KeyMemo`] remembers by position.
 const MEMO_POSITIONS: usize = 64;
-/// Buckets of a [`KeyMemo`]'s table by first bytes (a power of two).
-const MEMO_BUCKETS: usize = 128;
+/// Buckets of a [`KeyMemo`]'s table (a power of two).
+const MEMO_BUCKETS: usize = 256;
 
 /// The keys of an object's members, as [`Scanner::object_memo`] saw them, each with what the
-/// caller derived from it. Two ways to find one: by position (the last two different keys at
-/// each position, so two record shapes taking turns both find theirs with one compare), then
-/// by the key's first two bytes (two keys a bucket), so records whose services order and
-/// choose their keys each their own way still find them without scanning and deriving again.
+/// caller derived from it. Two ways to find one: by the key's first eight bytes, hashed to a
+/// bucket of two keys, so that records whose services order and choose their keys each their
+/// own way find them without scanning and deriving again; then, for a key whose bucket other
+/// keys took, by position (the last two different keys at each position).
+///
+/// Hashing the first eight bytes rather than the first two matters: keys of one meaning in
+/// several dialects start alike (`trace.id`, `trace_id`, `traceId`, `traceid`; `service`,
+/// `serviceName`, `severity`), and with buckets chosen by two bytes records of different
+/// services took turns pushing each other's keys out.
 #[derive(Debug, Clone)]
 pub struct KeyMemo<T> {
     slots: Vec<[Option<MemoKey<T>>; 2]>,
@@ -610,26 +627,77 @@ impl<T> Default for KeyMemo<T> {
 
 #[derive(Debug, Clone, Copy)]
 struct MemoKey<T> {
+    /// The key's first eight bytes ([`key_head`]).
+    head: u64,
     len: u8,
     text: [u8; MEMO_KEY_MAX],
     value: T,
 }
 
 impl<T> MemoKey<T> {
-    /// Whether the input at `at` is this key and its closing quote.
+    /// Whether the input at `at`, whose [`key_head`] is `head` and `quote`, is this key and
+    /// its closing quote.
     #[inline(always)]
-    fn is_at(&self, src: &[u8], at: usize) -> bool {
+    fn is_at(&self, b: &[u8], at: usize, (head, quote): (u64, usize)) -> bool {
         let n = usize::from(self.len);
-        src.get(at..=at + n)
-            .is_some_and(|c| c[n] == b'"' && same_short_bytes(&c[..n], &self.text[..n]))
+        if self.head != head {
+            return false;
+        }
+        if n < 8 {
+            // The same bytes up to a quote where this key's closing quote is.
+            return quote == n;
+        }
+        quote == 8
+            && b.get(at + 8..=at + n).is_some_and(|c| {
+                c[n - 8] == b'"' && same_short_bytes(&c[..n - 8], &self.text[8..n])
+            })
     }
 }
 
-/// The table bucket of a key from its first two bytes (a closing quote stands in for a byte
-/// past a one-byte key, as it does in the input).
+/// The first eight bytes of the input at `at` (zeros past its end) up to the first quote
+/// among them, as an integer, and where that quote is (8 when there is none). A key shorter
+/// than eight bytes is then all in the integer, its closing quote's offset being its length.
+/// `None` at the end of the input.
 #[inline(always)]
-fn memo_bucket(first: u8, second: u8) -> usize {
-    (usize::from(first).wrapping_mul(31) ^ usize::from(second)) & (MEMO_BUCKETS - 1)
+fn key_head(b: &[u8], at: usize) -> Option<(u64, usize)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    let w = match b.get(at..at + 8) {
+        Some(eight) => word::<8>(eight, 0),
+        None => {
+            let rest = b.get(at..).filter(|r| !r.is_empty())?;
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
+        }
+    };
+    let q = w ^ QUOTES;
+    // The lowest mark is the first quote exactly (see `find_string_special`).
+    let quotes = q.wrapping_sub(ONES) & !q & HIGH;
+    let quote = (quotes.trailing_zeros() / 8) as usize;
+    let kept = if quote == 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * quote)) - 1
+    };
+    Some((w & kept, quote))
+}
+
+/// [`key_head`] of a plain key (one without a quote) as it stands in the input: followed by
+/// its closing quote.
+fn key_head_of(key: &[u8]) -> (u64, usize) {
+    let mut buf = [0u8; 9];
+    let n = key.len().min(8);
+    buf[..n].copy_from_slice(&key[..n]);
+    buf[n] = b'"';
+    key_head(&buf, 0).unwrap_or((0, 0))
+}
+
+/// The table bucket of a key's head.
+#[inline(always)]
+fn memo_bucket(head: u64) -> usize {
+    (head.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (MEMO_BUCKETS - 1)
 }
 
 /// The remembered key of `pair` that the input at `at` is, if any.
@@ -638,10 +706,11 @@ fn find_in<'k, T>(
     pair: &'k [Option<MemoKey<T>>; 2],
     b: &[u8],
     at: usize,
+    head: (u64, usize),
 ) -> Option<&'k MemoKey<T>> {
     match &pair[0] {
-        Some(k) if k.is_at(b, at) => Some(k),
-        _ => pair[1].as_ref().filter(|k| k.is_at(b, at)),
+        Some(k) if k.is_at(b, at, head) => Some(k),
+        _ => pair[1].as_ref().filter(|k| k.is_at(b, at, head)),
     }
 }
 
@@ -657,16 +726,14 @@ impl<T: Copy> KeyMemo<T> {
     #[inline(always)]
     fn recall<'a>(&self, position: usize, src: &'a str, at: usize) -> Option<(&'a str, T)> {
         let b = src.as_bytes();
-        let by_position = self
-            .slots
-            .get(position)
-            .and_then(|pair| find_in(pair, b, at));
-        let slot = match by_position {
+        let head = key_head(b, at)?;
+        let by_table = self
+            .table
+            .get(memo_bucket(head.0))
+            .and_then(|pair| find_in(pair, b, at, head));
+        let slot = match by_table {
             Some(k) => k,
-            None => {
-                let (&first, &second) = (b.get(at)?, b.get(at + 1)?);
-                find_in(self.table.get(memo_bucket(first, second))?, b, at)?
-            }
+            None => find_in(self.slots.get(position)?, b, at, head)?,
         };
         let end = at + usize::from(slot.len);
         #[allow(unsafe_code)]
@@ -677,14 +744,16 @@ impl<T: Copy> KeyMemo<T> {
         Some((key, slot.value))
     }
 
-    /// Keeps `key` at `position` and in its table bucket, the oldest of each giving way.
+    /// Keeps `key` in its table bucket and at `position`, the oldest of each giving way.
     fn remember(&mut self, position: usize, key: &str, value: T) {
         if key.len() > MEMO_KEY_MAX {
             return;
         }
         let mut text = [0; MEMO_KEY_MAX];
         text[..key.len()].copy_from_slice(key.as_bytes());
+        let head = key_head_of(key.as_bytes());
         let memo = MemoKey {
+            head: head.0,
             len: key.len() as u8,
             text,
             value,
@@ -695,14 +764,10 @@ impl<T: Copy> KeyMemo<T> {
             }
             push_front(&mut self.slots[position], memo);
         }
-        let bytes = key.as_bytes();
-        let (Some(&first), second) = (bytes.first(), bytes.get(1).copied().unwrap_or(b'"')) else {
-            return;
-        };
         if self.table.is_empty() {
             self.table.resize_with(MEMO_BUCKETS, || [None, None]);
         }
-        push_front(&mut self.table[memo_bucket(first, second)], memo);
+        push_front(&mut self.table[memo_bucket(head.0)], memo);
     }
 }
 
@@ -753,7 +818,7 @@ fn word<const N: usize>(s: &[u8], at: usize) -> u64 {
 /// short, so the first bytes are searched sixteen at a time in a vector register (SSE2 on
 /// x86-64, NEON on arm64: both always present, no set-up), the tail eight at a time in a
 /// general register (SWAR), the last few one at a time.
-#[inline]
+#[inline(always)]
 fn find_string_special(b: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
     while i + 16 <= b.len() {

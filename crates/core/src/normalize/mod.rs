@@ -65,6 +65,12 @@ impl AttrsBuf {
         }
     }
 
+    /// Adds a top-level member as its input text (`"key":value`).
+    fn push_member(&mut self, member: &str) {
+        self.text.push(if self.text.is_empty() { '{' } else { ',' });
+        self.text.push_str(member);
+    }
+
     /// Adds `"prefix.key": raw` (the key keeps its original escapes).
     fn push(&mut self, prefix: Option<&str>, raw_key: &str, raw_value: &str) {
         self.text.push(if self.text.is_empty() { '{' } else { ',' });
@@ -145,19 +151,25 @@ fn walk<'a>(
         {
             return walk(s, Some(c), fields, attrs, bad_ts);
         }
-        let Some(field) = meaning.field else {
-            let raw = s.skip_value()?;
-            attrs.push(prefix, raw_key, raw);
-            return Ok(());
+        // A member that goes to `attrs` as it is: at the top level its input text is copied
+        // whole, nested it gets its container's prefix.
+        let keep = |s: &Scanner<'a>, start: usize, attrs: &mut AttrsBuf| match prefix {
+            None => attrs.push_member(s.member_from(raw_key)),
+            Some(_) => attrs.push(prefix, raw_key, s.slice_from(start).trim_start()),
         };
         let start = s.pos();
+        let Some(field) = meaning.field else {
+            s.skip_value()?;
+            keep(s, start, attrs);
+            return Ok(());
+        };
         // The common cases first, with the variant known where `take` is inlined: the value
         // then never goes through memory.
         match s.peek() {
             Some(b'"') => {
                 if let Some(text) = s.plain_string() {
                     if !take(field, Value::Str(Cow::Borrowed(text)), fields, bad_ts) {
-                        attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+                        keep(s, start, attrs);
                     }
                     return Ok(());
                 }
@@ -165,7 +177,7 @@ fn walk<'a>(
             Some(b'-' | b'0'..=b'9') => {
                 let text = s.number()?;
                 if !take(field, Value::Num(text), fields, bad_ts) {
-                    attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+                    keep(s, start, attrs);
                 }
                 return Ok(());
             }
@@ -173,7 +185,7 @@ fn walk<'a>(
         }
         let value = s.value()?;
         if !take(field, value, fields, bad_ts) {
-            attrs.push(prefix, raw_key, s.slice_from(start).trim_start());
+            keep(s, start, attrs);
         }
         Ok(())
     });
