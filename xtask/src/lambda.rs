@@ -394,6 +394,7 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
                     "sluice-aggregate",
                     "sluice-evaluate",
                     "sluice-registry",
+                    "sluice-compact",
                 ]
                 .contains(&b.as_str())
             })
