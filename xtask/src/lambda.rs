@@ -503,11 +503,12 @@ pub fn invoke(args: &InvokeArgs) -> Result<()> {
 }
 
 /// The binaries of the template's functions (`Metadata.BuildProperties.Binary`).
-const FUNCTION_BINARIES: [&str; 5] = [
+const FUNCTION_BINARIES: [&str; 6] = [
     "sluice-ingest",
     "sluice-aggregate",
     "sluice-evaluate",
     "sluice-registry",
+    "sluice-compact",
     "api",
 ];
 

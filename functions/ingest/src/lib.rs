@@ -1,7 +1,7 @@
 //! # sluice-ingest
 //!
 //! The ingest Lambda function, as a library so that tests (and the local runner) can call the
-//! handler without Lambda: a Kinesis batch in, Parquet objects under `logs/` and a dead-letter
+//! handler without Lambda: a Kinesis batch in, one Parquet object under `raw/` and a dead-letter
 //! object under `dlq/` out, through any [`BlobStore`].
 //!
 //! The handler never fails for bad records (they go to `dlq/` with their reason). When storage
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fixture_batch_is_stored_as_parquet_per_tenant_and_the_malformed_record_dead_lettered()
+    async fn fixture_batch_is_stored_as_one_parquet_object_and_the_malformed_record_dead_lettered()
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalDirStore::new(dir.path());
@@ -216,25 +216,28 @@ mod tests {
         let response = handle(&store, &pipeline(), records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
 
-        let logs = store.list("logs/").await.expect("list logs");
-        assert!(!logs.is_empty(), "no Parquet written");
-        for key in &logs {
-            assert!(key.starts_with("logs/tenant="), "{key}");
-            assert!(key.contains("/dt=2025-01-15/hour=10/"), "{key}");
-            assert!(
-                key.ends_with(&format!("shardId-000000000006-{first_sequence}.parquet")),
-                "{key}"
-            );
-            let body = store.get(key).await.expect("get").expect("object exists");
-            assert_eq!(&body[..4], b"PAR1", "{key} is not Parquet");
-        }
-        assert!(
-            logs.iter().any(|k| k.starts_with("logs/tenant=acme/")),
-            "{logs:?}"
+        // One data object for the batch, every tenant in it (docs/ARCHITECTURE.md §11).
+        let raw = store.list("raw/").await.expect("list raw");
+        assert_eq!(
+            raw,
+            vec![format!(
+                "raw/dt=2025-01-15/hour=10/shardId-000000000006-{first_sequence}.parquet"
+            )]
         );
+        let body = store
+            .get(&raw[0])
+            .await
+            .expect("get")
+            .expect("object exists");
+        assert_eq!(&body[..4], b"PAR1", "not Parquet");
+        let batches = sluice_core::compact::read_batches(body).expect("parquet");
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert!(rows >= 2, "{rows} rows");
+        // Both tenants' rows are in it (the batches' debug form lists every value).
+        let shown = format!("{batches:?}");
         assert!(
-            logs.iter().any(|k| k.starts_with("logs/tenant=globex/")),
-            "{logs:?}"
+            shown.contains("acme") && shown.contains("globex"),
+            "{shown}"
         );
 
         let dlq = store.list("dlq/").await.expect("list dlq");
@@ -284,7 +287,7 @@ mod tests {
         ));
         let response = handle(&store, &pipeline(), records, FIXTURE_NOW_MS).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
-        assert!(store.list("logs/").await.expect("list").is_empty());
+        assert!(store.list("raw/").await.expect("list").is_empty());
         let dlq = store.list("dlq/").await.expect("list");
         assert_eq!(
             dlq,
