@@ -78,6 +78,13 @@ pub struct BenchArgs {
     /// paths from their event JSON).
     #[arg(long)]
     pub criterion: bool,
+    /// Evaluation at scale instead: 100, 1,000 and this many tenants × 10 rules, one window
+    /// (docs/ARCHITECTURE.md §12; [`crate::bench_scale`]).
+    #[arg(long)]
+    pub tenants: Option<u64>,
+    /// Tenant buckets for --tenants (default: the template's).
+    #[arg(long, requires = "tenants")]
+    pub buckets: Option<u32>,
     /// Extra arguments for `cargo bench` with --criterion, after `--`.
     #[arg(last = true)]
     pub extra: Vec<String>,
@@ -121,6 +128,9 @@ impl Measurement {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(tenants) = args.tenants {
+        return crate::bench_scale::run(tenants, args.buckets, args.json);
+    }
     if args.criterion {
         return util::run(
             util::cargo()

@@ -25,6 +25,7 @@
 
 mod arm64;
 mod bench;
+mod bench_scale;
 mod browser;
 mod demo;
 mod emulator;

@@ -17,6 +17,7 @@
 pub mod aggregate;
 pub mod alerting;
 pub mod columns;
+pub mod counting_store;
 pub mod dead_letter;
 pub mod decode;
 pub mod embedded_stream;
@@ -35,6 +36,7 @@ pub mod stamp;
 pub mod store;
 pub mod synth;
 pub mod tenancy;
+pub mod tenant_bucket;
 pub mod window;
 
 pub use error::{CoreError, RejectReason};
