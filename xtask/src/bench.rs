@@ -84,6 +84,13 @@ pub struct BenchArgs {
     /// The front door's intake throughput and API latency ([`crate::bench_intake`]).
     #[command(flatten)]
     pub intake: crate::bench_intake::IntakeArgs,
+    /// Evaluation at scale instead: 100, 1,000 and this many tenants × 10 rules, one window
+    /// (docs/ARCHITECTURE.md §12; [`crate::bench_scale`]).
+    #[arg(long)]
+    pub tenants: Option<u64>,
+    /// Tenant buckets for --tenants (default: the template's).
+    #[arg(long, requires = "tenants")]
+    pub buckets: Option<u32>,
     /// Extra arguments for `cargo bench` with --criterion, after `--`.
     #[arg(last = true)]
     pub extra: Vec<String>,
@@ -127,6 +134,9 @@ impl Measurement {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(tenants) = args.tenants {
+        return crate::bench_scale::run(tenants, args.buckets, args.json);
+    }
     if args.criterion {
         return util::run(
             util::cargo()

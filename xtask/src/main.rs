@@ -28,6 +28,7 @@ mod arm64;
 mod bench;
 mod bench_intake;
 mod bench_storage;
+mod bench_scale;
 mod browser;
 mod demo;
 mod emulator;

@@ -56,3 +56,21 @@ pub fn seconds_env(name: &'static str, default: i64) -> Result<i64, crate::AwsEr
         Err(_) => Ok(default),
     }
 }
+
+/// A positive whole number from the environment variable `name`, or `default` when it is not
+/// set (e.g. `SLUICE_TENANT_BUCKETS`).
+pub fn count_env(name: &'static str, default: u32) -> Result<u32, crate::AwsError> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| crate::AwsError::InvalidSetting {
+                name,
+                value,
+                reason: "not a positive whole number".to_owned(),
+            }),
+        Err(_) => Ok(default),
+    }
+}

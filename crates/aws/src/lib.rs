@@ -16,6 +16,8 @@
 //! - [`kinesis_records`]: the Lambda functions' payload type, the same event decoded straight
 //!   into stream records in one pass (payloads base64-decoded into one shared buffer);
 //! - [`emf`]: CloudWatch Embedded Metric Format lines for an ingest batch;
+//! - [`sqs_queue`]: SQS as the evaluation's work and delivery queues, and SQS events with
+//!   partial batch responses (docs/ARCHITECTURE.md §12);
 //! - [`lambda`]: JSON logging and the clock, set up the same way by every function.
 //!
 //! Clients are built once at start-up (Lambda init) and reused for every invocation.
@@ -28,6 +30,7 @@ pub mod kinesis_put;
 pub mod kinesis_records;
 pub mod lambda;
 pub mod s3_store;
+pub mod sqs_queue;
 
 pub use config::{AwsSettings, kinesis_client, load_sdk_config, s3_client};
 pub use error::AwsError;

@@ -252,6 +252,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .block_on(store_partials(
                     &store,
                     &aggregator.drain(),
+                    aggregator.config().tenant_buckets,
                     &shard_id,
                     &format!("{slice_start:013}"),
                 ))

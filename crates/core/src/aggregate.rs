@@ -1,9 +1,12 @@
 //! The aggregate use case: stream records in, per (tenant, window) partials out, and how
 //! partials are stored and carried between invocations.
 //!
-//! Partials are written under `windows/partials/dt=…/hour=…/window=<start>/tenant=<T>/
-//! <shard>-<tag>.json.gz`, where the tag comes from the batch (the Lambda tumbling window's start,
-//! or the first sequence number of a spill), so a retried write overwrites itself.
+//! Partials are written per tenant bucket ([`crate::tenant_bucket`]): one object holds every
+//! tenant of the bucket, under `windows/partials/dt=…/hour=…/window=<start>/bucket=<b>/
+//! <shard>-<tag>.json.gz`, where the tag comes from the batch (the Lambda tumbling window's start
+//! and the first sequence number the batch saw, or that of a spill), so a retried write
+//! overwrites itself and concurrent batches of one shard never overwrite one another
+//! (docs/ARCHITECTURE.md §12).
 
 use std::io::{Read as _, Write as _};
 
@@ -18,6 +21,7 @@ use crate::normalize::Fields;
 use crate::partition;
 use crate::resolve::resolve;
 use crate::store::BlobStore;
+use crate::tenant_bucket::TenantBuckets;
 use crate::window::{AggEvent, TenantWindow, WindowAggregator};
 
 /// Counts from one aggregation pass.
@@ -97,6 +101,10 @@ pub fn aggregate_records(
 
 /// Serialises partials as gzip JSON.
 pub fn encode_partials(partials: &[TenantWindow]) -> Result<Vec<u8>, CoreError> {
+    gzip_json(partials)
+}
+
+fn gzip_json<T: serde::Serialize + ?Sized>(partials: &T) -> Result<Vec<u8>, CoreError> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     serde_json::to_writer(&mut gz, partials).map_err(std::io::Error::from)?;
     gz.flush()?;
@@ -131,25 +139,49 @@ pub fn window_prefix(start_ms: i64) -> String {
     )
 }
 
-/// The key of one shard's partial of one tenant's window.
-pub fn partial_key(start_ms: i64, tenant: &str, shard_id: &str, tag: &str) -> String {
+/// The prefix of every partial of one tenant bucket of the window starting at `start_ms`.
+pub fn bucket_prefix(start_ms: i64, bucket: u32) -> String {
+    format!("{}bucket={bucket:04}/", window_prefix(start_ms))
+}
+
+/// The key of one shard's partial of one tenant bucket's window.
+pub fn partial_key(start_ms: i64, bucket: u32, shard_id: &str, tag: &str) -> String {
     format!(
-        "{}tenant={tenant}/{shard_id}-{tag}.json.gz",
-        window_prefix(start_ms)
+        "{}{shard_id}-{tag}.json.gz",
+        bucket_prefix(start_ms, bucket)
     )
 }
 
-/// Writes one object per (tenant, window) partial. Returns the keys written.
+/// The tenant bucket named in a partial's key (`…/bucket=<b>/…`).
+pub fn bucket_of_key(key: &str) -> Option<u32> {
+    key.split('/')
+        .find_map(|part| part.strip_prefix("bucket="))
+        .and_then(|b| b.parse().ok())
+}
+
+/// Writes one object per (window, tenant bucket) holding that bucket's tenants' partials.
+/// Returns the keys written.
 pub async fn store_partials(
     store: &dyn BlobStore,
     partials: &[TenantWindow],
+    buckets: TenantBuckets,
     shard_id: &str,
     tag: &str,
 ) -> Result<Vec<String>, CoreError> {
-    let mut keys = Vec::with_capacity(partials.len());
+    let mut grouped: std::collections::BTreeMap<(i64, u32), Vec<&TenantWindow>> =
+        std::collections::BTreeMap::new();
     for partial in partials {
-        let key = partial_key(partial.start_ms, &partial.tenant, shard_id, tag);
-        let body = encode_partials(std::slice::from_ref(partial))?;
+        grouped
+            .entry((partial.start_ms, buckets.of(&partial.tenant)))
+            .or_default()
+            .push(partial);
+    }
+    let mut keys = Vec::with_capacity(grouped.len());
+    for ((start_ms, bucket), mut group) in grouped {
+        group.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        let key = partial_key(start_ms, bucket, shard_id, tag);
+        // Serialised as `encode_partials` serialises a slice: `decode_partials` reads it.
+        let body = gzip_json(&group)?;
         store
             .put(&key, Bytes::from(body), "application/gzip")
             .await?;

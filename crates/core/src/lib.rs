@@ -38,6 +38,7 @@ pub mod stamp;
 pub mod store;
 pub mod synth;
 pub mod tenancy;
+pub mod tenant_bucket;
 pub mod window;
 
 pub use error::{CoreError, RejectReason};

@@ -18,6 +18,7 @@ use sluice_core::evaluate::{
 };
 use sluice_core::level::Level;
 use sluice_core::tenancy::limits::{OTHER_SERVICE, TenantLimits};
+use sluice_core::tenant_bucket::TenantBuckets;
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::window::{PatternStats, ServiceStats, TenantWindow};
 use sluice_core::{BlobStore, LocalDirStore};
@@ -135,9 +136,15 @@ async fn a_flood_of_distinct_services_and_patterns_is_capped_and_counted() {
         );
     }
     let total: u64 = flood.services.values().map(|s| s.count).sum();
-    store_partials(&store, &[flood], "shardId-000000000000", "test")
-        .await
-        .expect("partials");
+    store_partials(
+        &store,
+        &[flood],
+        TenantBuckets::DEFAULT,
+        "shardId-000000000000",
+        "test",
+    )
+    .await
+    .expect("partials");
     let limits = TenantLimits::default();
     let runner = Hoarder::default();
     let report = evaluate(&store, &runner).await;
@@ -176,6 +183,7 @@ async fn five_hundred_rules_with_a_mebibyte_of_state_each_are_refused_at_the_ten
             TenantWindow::new("acme", START, START + MIN),
             TenantWindow::new("mallory", START, START + MIN),
         ],
+        TenantBuckets::DEFAULT,
         "shardId-000000000000",
         "test",
     )

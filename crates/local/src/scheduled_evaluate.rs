@@ -4,7 +4,11 @@
 //! [`StoreRuleRunner`] and the webhook client.
 //!
 //! It runs in a task of its own, which owns the engine and the rule cache; the runner asks it
-//! for a run through [`EvaluatorHandle`] (to drain before exiting) besides the schedule.
+//! for a run through [`EvaluatorHandle`] (to drain before exiting) besides the schedule. It is
+//! also woken as soon as a window becomes ready: every second it compares what every shard has
+//! stored ([`CompleteThrough`], the runner's watermark) with the next window's close, and runs
+//! the moment that close is passed, not on the next minute of the schedule
+//! (docs/ARCHITECTURE.md §12).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,9 +110,25 @@ pub fn start(
         );
         let mut ticker = tokio::time::interval(setup.every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let window = setup.config.window.clone();
+        // The newest window closed by the watermark at the last run.
+        let last_closed = |through: i64| {
+            window
+                .window_start(through.saturating_sub(window.window_ms + window.allowed_lateness_ms))
+        };
+        let mut closed_at_last_run = i64::MIN;
         loop {
             let reply = tokio::select! {
                 _ = ticker.tick() => None,
+                _ = watch.tick() => {
+                    let now = clock.now_ms();
+                    if last_closed(complete_through(now).min(now)) <= closed_at_last_run {
+                        continue;
+                    }
+                    None
+                }
                 request = rx.recv() => match request {
                     Some(reply) => Some(reply),
                     None => break,
@@ -116,6 +136,7 @@ pub fn start(
                 _ = stop.changed() => break,
             };
             let now = clock.now_ms();
+            closed_at_last_run = last_closed(complete_through(now).min(now));
             let run = match &reply {
                 Some(Request {
                     caught_up: true, ..

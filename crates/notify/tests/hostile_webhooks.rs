@@ -18,6 +18,7 @@ use sluice_core::alerting::webhook_secrets;
 use sluice_core::evaluate::{
     DeliveryBudget, EvaluateConfig, Evaluator, RuleRunner, TenantRule, Undelivered,
 };
+use sluice_core::tenant_bucket::TenantBuckets;
 use sluice_core::window::TenantWindow;
 use sluice_core::window::summary::WindowSummary;
 use sluice_core::{BlobStore, LocalDirStore};
@@ -78,9 +79,15 @@ async fn store_with_windows(tenants: &[&str]) -> (tempfile::TempDir, LocalDirSto
         .iter()
         .map(|t| TenantWindow::new(t, START, START + MIN))
         .collect();
-    store_partials(&store, &windows, "shardId-000000000000", "test")
-        .await
-        .expect("partials stored");
+    store_partials(
+        &store,
+        &windows,
+        TenantBuckets::DEFAULT,
+        "shardId-000000000000",
+        "test",
+    )
+    .await
+    .expect("partials stored");
     (dir, store)
 }
 

@@ -27,6 +27,8 @@ use sluice_core::{BlobStore, CoreError, IngestConfig};
 
 /// The state key the partials travel under.
 pub const STATE_KEY: &str = "partials";
+/// The state key of the batch tag: the first sequence number the window's state saw.
+pub const BATCH_KEY: &str = "batch";
 /// Spill to S3 above this much encoded state (Lambda refuses state over 1 MB).
 pub const SPILL_STATE_BYTES: usize = 800 * 1024;
 
@@ -151,9 +153,16 @@ pub async fn handle(
         tracing::warn!(shard = %shard, "Lambda ended the window early (state too large); writing what there is");
     }
     let mut response = WindowResponse::default();
+    // The batch: the first record this window's state saw (kept across invocations).
+    let batch = props
+        .state
+        .get(BATCH_KEY)
+        .cloned()
+        .or_else(|| records.first().map(|r| r.sequence_number.to_string()))
+        .unwrap_or_else(|| "empty".to_owned());
     if props.is_final_invoke_for_window || props.is_window_terminated_early {
-        let tag = format!("{window_start:013}");
-        let keys = store_partials(store, &partials, &shard, &tag).await?;
+        let tag = format!("{window_start:013}-{batch}");
+        let keys = store_partials(store, &partials, windows.tenant_buckets, &shard, &tag).await?;
         tracing::info!(objects = keys.len(), "window partials written");
         // Everything that arrived before the window's end is stored now (a window cut short
         // only vouches for its start: Lambda opens the next one where it stopped).
@@ -178,6 +187,7 @@ pub async fn handle(
         let keys = store_partials(
             store,
             &partials,
+            windows.tenant_buckets,
             &shard,
             &format!("{window_start:013}-spill-{first}"),
         )
@@ -189,6 +199,7 @@ pub async fn handle(
         );
     } else if !partials.is_empty() {
         response.state.insert(STATE_KEY.to_owned(), state);
+        response.state.insert(BATCH_KEY.to_owned(), batch);
     }
     Ok(response)
 }
@@ -293,19 +304,38 @@ mod tests {
         );
         let keys = store.list("windows/partials/").await.expect("list");
         // acme and globex log at 10:29:58-59; the plain-text line has no time of its own and
-        // takes its arrival, 10:30:00.45: three (tenant, window) partials.
-        assert_eq!(keys.len(), 3, "one partial per tenant and window: {keys:?}");
+        // takes its arrival, 10:30:00.45: three (tenant, window) partials, stored per
+        // (window, tenant bucket).
+        let buckets = WindowConfig::default().tenant_buckets;
+        let acme_key = sluice_core::aggregate::bucket_prefix(1_736_936_940_000, buckets.of("acme"));
         let acme = keys
             .iter()
-            .find(|k| k.contains("window=1736936940000/tenant=acme/"))
-            .expect("acme partial of 10:29");
+            .find(|k| k.starts_with(&acme_key))
+            .expect("acme's bucket of 10:29");
+        let batch = &records[0].sequence_number;
         assert!(
-            acme.ends_with("/shardId-000000000006-1736937000000.json.gz"),
+            acme.ends_with(&format!(
+                "/shardId-000000000006-1736937000000-{batch}.json.gz"
+            )),
             "{acme}"
+        );
+        let mut tenants = Vec::new();
+        for key in &keys {
+            let body = store.get(key).await.expect("get").expect("present");
+            tenants.extend(decode_partials(&body).expect("decodes"));
+        }
+        assert_eq!(
+            tenants.len(),
+            3,
+            "three (tenant, window) partials: {tenants:?}"
         );
         let partial = decode_partials(&store.get(acme).await.expect("get").expect("present"))
             .expect("decodes");
-        let checkout = &partial[0].services["checkout"];
+        let acme_window = partial
+            .iter()
+            .find(|p| p.tenant == "acme")
+            .expect("acme in its bucket");
+        let checkout = &acme_window.services["checkout"];
         assert_eq!(
             (checkout.count, checkout.http_5xx, checkout.errors()),
             (2, 1, 1)

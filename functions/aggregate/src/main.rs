@@ -3,14 +3,15 @@
 //!
 //! Environment: `SLUICE_DATA_BUCKET` (required; partials go under `windows/partials/`, shard
 //! progress under `windows/progress/`), `SLUICE_WINDOW_SECONDS` (default 60),
-//! `SLUICE_ALLOWED_LATENESS_SECONDS` (default 120), `SLUICE_ENDPOINT_URL`/`AWS_ENDPOINT_URL`
+//! `SLUICE_ALLOWED_LATENESS_SECONDS` (default 120), `SLUICE_TENANT_BUCKETS` (32, B of docs/ARCHITECTURE.md §12), `SLUICE_ENDPOINT_URL`/`AWS_ENDPOINT_URL`
 //! (optional endpoint override).
 
 use anyhow::Context as _;
 use lambda_runtime::{LambdaEvent, service_fn};
-use sluice_aws::lambda::{init_json_tracing, now_ms, required_env, seconds_env};
+use sluice_aws::lambda::{count_env, init_json_tracing, now_ms, required_env, seconds_env};
 use sluice_aws::{AwsSettings, S3BlobStore, load_sdk_config, s3_client};
 use sluice_core::IngestConfig;
+use sluice_core::tenant_bucket::TenantBuckets;
 use sluice_core::window::WindowConfig;
 
 #[tokio::main]
@@ -23,6 +24,10 @@ async fn main() -> anyhow::Result<()> {
     let windows = WindowConfig {
         window_ms: seconds_env("SLUICE_WINDOW_SECONDS", 60)? * 1000,
         allowed_lateness_ms: seconds_env("SLUICE_ALLOWED_LATENESS_SECONDS", 120)? * 1000,
+        tenant_buckets: TenantBuckets::new(count_env(
+            "SLUICE_TENANT_BUCKETS",
+            TenantBuckets::DEFAULT.count(),
+        )?),
         ..WindowConfig::default()
     };
     let settings = AwsSettings::from_env().context("reading the AWS settings")?;

@@ -1,8 +1,14 @@
 //! # sluice-evaluate
 //!
-//! The evaluate Lambda function, as a library: each scheduled run evaluates the windows that
-//! have closed ([`sluice_core::evaluate::Evaluator`]) with the tenants' accepted rules
-//! ([`sluice_rules::tenant_rules::StoreRuleRunner`]) and reports metrics for the run.
+//! The evaluate Lambda function, as a library. One binary, three roles
+//! (docs/ARCHITECTURE.md §12), chosen by `SLUICE_EVALUATE_ROLE`:
+//! - `planner` (on its schedule): queues one work item per (ready window, tenant bucket);
+//! - `worker` and `delivery` (on their SQS queues): [`sqs_roles`];
+//! - `all` (no queues): each scheduled run evaluates the windows that have closed in-process
+//!   ([`sluice_core::evaluate::Evaluator`]) with the tenants' accepted rules
+//!   ([`sluice_rules::tenant_rules::StoreRuleRunner`]) and reports metrics for the run.
+
+pub mod sqs_roles;
 
 use sluice_aws::emf::{self, Metric, Unit};
 use sluice_core::evaluate::EvaluationRun;
@@ -31,6 +37,9 @@ pub struct RunCounts {
     pub artifact_digest_mismatches: u64,
     /// Rules compiled from their accepted component instead of loaded from an artifact.
     pub rules_recompiled: u64,
+    /// Tenants whose evaluation failed after every attempt (their state is not advanced; no
+    /// other tenant was affected, docs/ARCHITECTURE.md §12).
+    pub tenant_failures: u64,
 }
 
 /// Adds up a run's reports.
@@ -54,6 +63,7 @@ pub fn counts(run: &EvaluationRun) -> RunCounts {
         c.undelivered += t.undelivered.len() as u64;
         c.refused_deliveries += t.refused.len() as u64;
         c.folded_services += t.folded_services as u64;
+        c.tenant_failures += u64::from(t.error.is_some());
     }
     c
 }
@@ -79,6 +89,7 @@ pub fn metrics_line(function: &str, c: &RunCounts, now_ms: i64) -> String {
                 c.artifact_digest_mismatches,
             ),
             Metric::int("RulesRecompiled", Unit::Count, c.rules_recompiled),
+            Metric::int("TenantFailures", Unit::Count, c.tenant_failures),
         ],
         now_ms,
     )

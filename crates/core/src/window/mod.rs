@@ -210,6 +210,8 @@ pub struct WindowConfig {
     pub allowed_lateness_ms: i64,
     /// Patterns kept per tenant and window.
     pub max_patterns: usize,
+    /// Tenant buckets partials are stored and evaluated in (docs/ARCHITECTURE.md §12).
+    pub tenant_buckets: crate::tenant_bucket::TenantBuckets,
 }
 
 impl Default for WindowConfig {
@@ -218,6 +220,7 @@ impl Default for WindowConfig {
             window_ms: 60_000,
             allowed_lateness_ms: 120_000,
             max_patterns: 500,
+            tenant_buckets: crate::tenant_bucket::TenantBuckets::DEFAULT,
         }
     }
 }
