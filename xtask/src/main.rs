@@ -27,8 +27,8 @@
 mod arm64;
 mod bench;
 mod bench_intake;
-mod bench_storage;
 mod bench_scale;
+mod bench_storage;
 mod browser;
 mod demo;
 mod emulator;
