@@ -297,14 +297,22 @@ async fn mallory_is_refused_everywhere_and_acme_is_untouched_and_keeps_working()
             "/v1/rules/acme/threshold",
         ] {
             for method in [Method::GET, Method::PUT, Method::DELETE] {
-                let (status, _) = door
+                // The router refuses such a path before it reads the body, and may close the
+                // connection while the upload is still being sent. Then the same request
+                // without a body must be refused too (and the end of the test checks that
+                // nothing of acme's changed).
+                let status = match door
                     .call(
                         method.clone(),
                         path,
                         key,
                         upload(&threshold_toml(0.9), &threshold),
                     )
-                    .await?;
+                    .await
+                {
+                    Ok((status, _)) => status,
+                    Err(_) => door.call(method.clone(), path, key, "").await?.0,
+                };
                 ensure!(
                     status.is_client_error(),
                     "{method} {path}: {status} must be refused"
@@ -388,11 +396,26 @@ async fn mallory_is_refused_everywhere_and_acme_is_untouched_and_keeps_working()
         ("elf", b"\x7fELF\x02\x01\x01\0native".to_vec()),
         ("core-module", b"\0asm\x01\0\0\0".to_vec()),
     ] {
+        let path = format!("/v1/rules/{name}");
+        if upload(&threshold_toml(0.1), &bytes).len() > MAX_BODY {
+            // A precompiled debug build of the rule, base64 in JSON, is bigger than the front door
+            // takes: it is
+            // refused there, before anything is stored (the ELF case below is judged).
+            door.expect(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Method::PUT,
+                &path,
+                &k.mallory_rules,
+                upload(&threshold_toml(0.1), &bytes),
+            )
+            .await?;
+            continue;
+        }
         let verdict = door
             .expect(
                 StatusCode::OK,
                 Method::PUT,
-                &format!("/v1/rules/{name}"),
+                &path,
                 &k.mallory_rules,
                 upload(&threshold_toml(0.1), &bytes),
             )

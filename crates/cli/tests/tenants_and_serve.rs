@@ -7,6 +7,8 @@ mod support;
 use std::io::BufRead as _;
 use std::process::Stdio;
 
+use arrow_array::Array as _;
+
 use support::{fails, last_json, ok, run, sluice};
 
 fn tenants(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
@@ -84,13 +86,22 @@ async fn serve_stores_records_under_the_keys_tenant_in_the_data_directory() {
     assert_eq!(refused.status().as_u16(), 401);
     // A clean stop stores what was accepted before it exits.
     stop(server);
-    let logs: Vec<_> = walk(&dir.path().join("logs"));
-    assert!(!logs.is_empty(), "no Parquet written");
-    assert!(
-        logs.iter()
-            .all(|p| p.to_string_lossy().contains("tenant=acme/")),
-        "{logs:?}"
-    );
+    // One raw object per batch (docs/ARCHITECTURE.md §11): every row in it is the key's.
+    let raw: Vec<_> = walk(&dir.path().join("raw"));
+    assert!(!raw.is_empty(), "no Parquet written");
+    let mut tenants = Vec::new();
+    for path in &raw {
+        let body = std::fs::read(path).expect("reading the raw object");
+        for batch in sluice_core::compact::read_batches(body.into()).expect("Parquet") {
+            let column = batch.column_by_name("tenant").expect("tenant column");
+            let strings = column
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("tenant is a string column");
+            tenants.extend(strings.iter().map(|t| t.map(str::to_owned)));
+        }
+    }
+    assert_eq!(tenants, vec![Some("acme".to_owned()); 2], "{raw:?}");
 }
 
 /// `sluice serve --data DIR` on a free loopback port; its URL.

@@ -113,10 +113,13 @@ pub fn start(
         let mut watch = tokio::time::interval(Duration::from_secs(1));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let window = setup.config.window.clone();
-        // The newest window closed by the watermark at the last run.
-        let last_closed = |through: i64| {
-            window
-                .window_start(through.saturating_sub(window.window_ms + window.allowed_lateness_ms))
+        // The newest window closed by the watermark at the last run. A watermark before the
+        // epoch (no shard has reported yet: `i64::MIN`) closes nothing.
+        let last_closed = |through: i64| match through
+            .checked_sub(window.window_ms + window.allowed_lateness_ms)
+        {
+            Some(t) if t >= 0 => window.window_start(t),
+            _ => i64::MIN,
         };
         let mut closed_at_last_run = i64::MIN;
         loop {

@@ -96,8 +96,18 @@ pub fn check_url(raw: &str, policy: EgressPolicy) -> Result<CheckedUrl, EgressRe
     if !url.username().is_empty() || url.password().is_some() {
         return Err(EgressRefusal::Credentials);
     }
-    if let WebhookHost::Address(address) = &host {
-        check_address(&host_text(&url), *address, policy)?;
+    match &host {
+        WebhookHost::Address(address) => check_address(&host_text(&url), *address, policy)?,
+        // `localhost` and `*.localhost` always mean loopback (RFC 6761 §6.3): refused on
+        // write, before any resolver is asked.
+        WebhookHost::Name(_) if is_loopback_host(&host) && !policy.allow_loopback => {
+            return Err(EgressRefusal::Address {
+                host: host_text(&url),
+                address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                range: LOOPBACK,
+            });
+        }
+        WebhookHost::Name(_) => {}
     }
     let port = url.port_or_known_default().unwrap_or(443);
     Ok(CheckedUrl { url, host, port })
@@ -249,6 +259,10 @@ mod tests {
             "https://2130706433/",
             "https://0x7f.1/",
             "https://0177.0.0.1/",
+            // Names that mean loopback whatever a resolver says.
+            "https://localhost/",
+            "https://LOCALHOST./hook",
+            "https://metadata.localhost/",
         ] {
             assert!(
                 matches!(refused(url), EgressRefusal::Address { .. }),
