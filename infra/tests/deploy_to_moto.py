@@ -109,6 +109,7 @@ OVERRIDES = {
     "LogLevel": "debug",
     "AllowedLatenessSeconds": "300",
     "EvaluateReservedConcurrency": "1",
+    "TenantBuckets": "16",
 }
 
 
@@ -726,6 +727,12 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         if short in ("aggregate", "evaluate"):
             env["SLUICE_WINDOW_SECONDS"] = p["TumblingWindowSeconds"]
             env["SLUICE_ALLOWED_LATENESS_SECONDS"] = p["AllowedLatenessSeconds"]
+            # Partials and work items per tenant bucket (docs/ARCHITECTURE.md §12).
+            env["SLUICE_TENANT_BUCKETS"] = p["TenantBuckets"]
+        if short == "evaluate":
+            # The scheduled function is the planner: it queues one item per (window, bucket).
+            env["SLUICE_EVALUATE_ROLE"] = "planner"
+            env["SLUICE_WORK_QUEUE_URL"] = phys["EvaluationWorkQueue"]
         if short == "ingest":
             # The ingest limits (sluice_core::ingest::INGEST_ENV), at their defaults.
             env.update({
@@ -748,7 +755,9 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         r.equal(props["LoggingConfig"], {"LogFormat": "JSON", "LogGroup": group},
                 f"{short} (template): JSON logs into its own log group")
         groups = aws.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-        r.equal([g.get("retentionInDays") for g in groups], [int(p["LogRetentionDays"])],
+        # The prefix also matches evaluate-worker's and evaluate-delivery's groups.
+        r.equal([g.get("retentionInDays") for g in groups if g["logGroupName"] == group],
+                [int(p["LogRetentionDays"])],
                 f"{short}: log group {group}, retention {p['LogRetentionDays']} days")
 
     # Event source mappings
