@@ -106,8 +106,12 @@ impl Door {
             sdk,
             state_dir: tempfile::tempdir()?,
             server,
+            // A fresh connection per request: the server refuses some requests before it has
+            // read their bodies and then closes the connection, and a pooled connection it has
+            // just closed would fail the next request with a broken pipe.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
+                .pool_max_idle_per_host(0)
                 .build()?,
             keys,
         })
