@@ -745,9 +745,13 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
             })
         if short == "compact":
             env["SLUICE_COMPACT_LATENESS_SECONDS"] = p["CompactLatenessSeconds"]
-        if short == "evaluate":
-            # How long a quiet shard's first report may take follows aggregate's batching window.
+        if short in ("aggregate", "evaluate"):
+            # How long a quiet shard's first report may take follows aggregate's batching window
+            # (evaluate's readiness; the delay of aggregate's planner wake-ups).
             env["SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS"] = p["AggregateBatchingWindowSeconds"]
+        if short == "aggregate":
+            # A shard's finished window wakes the planner (docs/ARCHITECTURE.md §12).
+            env["SLUICE_PLANNER_WAKE_QUEUE_URL"] = phys["PlannerWakeQueue"]
         # moto keeps a Number parameter's value as a number; Lambda makes every value a string.
         actual = {k: str(v) for k, v in conf["Environment"]["Variables"].items()}
         r.equal(actual, env, f"{short}: environment")
@@ -786,6 +790,12 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         actual = {k: esm.get(k) for k in expected}
         r.equal(actual, expected, f"{short}: event source mapping settings "
                 f"({', '.join(f'{k}={v}' for k, v in expected.items() if k in ('BatchSize', 'TumblingWindowInSeconds'))})")
+    # The planner is woken by aggregate through its wake queue, besides its schedule.
+    wake_arn = d.getatt("PlannerWakeQueue", "Arn")
+    esms = aws.lambda_.list_event_source_mappings(
+        FunctionName=phys["EvaluateFunction"])["EventSourceMappings"]
+    r.equal([(m.get("EventSourceArn"), m.get("BatchSize")) for m in esms], [(wake_arn, 10)],
+            "evaluate planner: woken through the wake queue aggregate writes to")
     esm = aws.lambda_.list_event_source_mappings(
         FunctionName=phys["IngestFunction"])["EventSourceMappings"][0]
     r.check("TumblingWindowInSeconds" not in esm or not esm["TumblingWindowInSeconds"],
@@ -825,18 +835,11 @@ def check_deployment(r: Report, d: Deployment, params: dict[str, str]) -> None:
         },
         "AggregateFunction": {f"{da}/windows/partials/*": {"s3:PutObject"},
                               f"{da}/windows/progress/*": {"s3:PutObject"}},
+        # The planner: shard progress and its watermark, nothing of the tenants'.
         "EvaluateFunction": {
             da: {"s3:ListBucket"},
-            f"{da}/windows/partials/*": {"s3:GetObject"},
             f"{da}/windows/progress/*": {"s3:GetObject"},
             f"{da}/windows/state/*": {"s3:GetObject", "s3:PutObject"},
-            f"{da}/metrics/*": {"s3:PutObject"},
-            f"{da}/alerts/*": {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
-            ra: {"s3:ListBucket"},
-            f"{ra}/compiled/*": {"s3:GetObject"},
-            f"{ra}/control/registry/*": {"s3:GetObject"},
-            f"{ra}/control/tenants/*": {"s3:GetObject"},
-            f"{ra}/tenants/*": {"s3:GetObject"},
         },
         "RegistryFunction": {
             ra: {"s3:ListBucket"},

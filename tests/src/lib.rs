@@ -13,6 +13,7 @@
 //! SlowDown, dropped connections, Kinesis throttling and partial `PutRecords` failures).
 
 pub mod fault_proxy;
+pub mod incident;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -926,3 +926,56 @@ async fn a_reshard_while_running_is_discovered_and_children_are_read_after_their
     }
     Ok(())
 }
+
+/// A hundred tenants paged for one incident while one tenant's webhook never answers and
+/// another's rule loops: every other tenant is paged, the dead webhook's notification is kept
+/// for a redrive, the loop is stopped and counted, and nothing reaches a tenant it does not
+/// belong to. How soon the pages come is measured by `cargo xtask latency`, not here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_webhook_and_a_looping_rule_delay_no_other_tenants_page() -> TestResult {
+    use sluice_e2e::incident::{self, Scenario};
+    let scenario = Scenario {
+        tenants: 98,
+        window: WindowConfig {
+            window_ms: 2_000,
+            allowed_lateness_ms: 0,
+            ..WindowConfig::default()
+        },
+        batching: Duration::from_millis(200),
+        lead: Duration::from_secs(3),
+        tick: Duration::from_millis(250),
+        // Generous: a debug build on a loaded machine evaluates a hundred tenants slowly, and
+        // the run ends as soon as every tenant is paged.
+        patience: Duration::from_secs(240),
+    };
+    let outcome = incident::run(&scenario).await?;
+    let mut latencies = outcome.latencies_ms();
+    latencies.sort_unstable();
+    eprintln!(
+        "pages after the incident's first record (ms): first {:?}, last {:?}; runner stopped after {:.1} s",
+        latencies.first(),
+        latencies.last(),
+        outcome.report.elapsed_s
+    );
+    let missing: Vec<String> = scenario
+        .healthy_tenants()
+        .into_iter()
+        .filter(|t| !outcome.pages.contains_key(t))
+        .collect();
+    assert!(missing.is_empty(), "not paged: {missing:?}");
+    assert!(outcome.unexpected.is_empty(), "{:?}", outcome.unexpected);
+    assert!(
+        outcome.dead_webhook_connections >= 1,
+        "the dead webhook was tried"
+    );
+    assert!(
+        outcome.undelivered_dead >= 1,
+        "the dead webhook's notification is kept for a redrive"
+    );
+    assert!(
+        outcome.report.metrics.evaluator.rule_errors >= 1,
+        "the looping rule was stopped and counted: {:?}",
+        outcome.report.metrics.evaluator
+    );
+    Ok(())
+}

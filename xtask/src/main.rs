@@ -34,6 +34,7 @@ mod demo;
 mod emulator;
 mod infra;
 mod lambda;
+mod latency;
 mod measure;
 mod node;
 mod steps;
@@ -73,6 +74,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Compare `sluice ingest` with DuckDB (1 thread) on the same NDJSON; measure peak RSS.
     Bench(bench::BenchArgs),
+    /// How soon an incident pages: five runs of `sluice local run` on the emulator with the
+    /// template's defaults and a hundred tenants (two of them hostile).
+    Latency(latency::LatencyArgs),
     /// Start, stop or inspect a local AWS emulator (moto by default; SLUICE_EMULATOR=localstack).
     Emulator {
         #[command(subcommand)]
@@ -119,6 +123,7 @@ fn dispatch(command: Cmd) -> Result<ExitCode> {
         Cmd::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Demo(args) => demo::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Cmd::Latency(args) => latency::run(&args).map(|()| ExitCode::SUCCESS),
         Cmd::Emulator { action } => match action {
             EmulatorAction::Up => emulator::up(),
             EmulatorAction::Down => emulator::down(),

@@ -25,7 +25,7 @@ pub struct TestArgs {
     pub test_args: Vec<String>,
 }
 
-const WASM_TARGET: &str = "wasm32-wasip2";
+pub const WASM_TARGET: &str = "wasm32-wasip2";
 
 const TARGET: &str = "rustup target wasm32-wasip2";
 const FMT: &str = "cargo fmt --check";

@@ -4,6 +4,9 @@
 //! queue (a URL ending `.fifo`) each message carries the item's deduplication id, so a planner
 //! woken twice for one window queues its items once, and a message group per item key.
 //!
+//! [`PlannerWake`] is how aggregate wakes the planner when a shard finishes a window: one
+//! message, delayed, on a standard queue the planner consumes.
+//!
 //! [`SqsBatch`] reads the messages Lambda's event source mapping delivers and answers with the
 //! ones that failed (`ReportBatchItemFailures`), so only those come back.
 
@@ -144,5 +147,43 @@ mod tests {
         let response = batch_response(["b".to_owned()]);
         let json = serde_json::to_value(&response).expect("json");
         assert_eq!(json["batchItemFailures"][0]["itemIdentifier"], "b");
+    }
+}
+
+/// Wakes the evaluate planner through its wake queue (a standard queue: FIFO queues take no
+/// per-message delay). Aggregate sends one message when a shard finishes a tumbling window,
+/// delayed by the time a quiet shard's first report may take, so that when the planner runs
+/// the window counts as closed (docs/ARCHITECTURE.md §12).
+#[derive(Debug, Clone)]
+pub struct PlannerWake {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    delay_seconds: i32,
+}
+
+impl PlannerWake {
+    /// A wake-up sender; SQS caps the delay at 900 s.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: String, delay_seconds: i64) -> Self {
+        Self {
+            client,
+            queue_url,
+            delay_seconds: i32::try_from(delay_seconds.clamp(0, 900)).unwrap_or(900),
+        }
+    }
+
+    /// Asks for a planner run: `shard` is through `through_ms`.
+    pub async fn wake(&self, shard: &str, through_ms: i64) -> Result<(), QueueError> {
+        let body = serde_json::json!({ "shard": shard, "through_ms": through_ms }).to_string();
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(self.delay_seconds)
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Send(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
+        Ok(())
     }
 }

@@ -136,8 +136,9 @@ struct RunArgs {
     /// TumblingWindowInSeconds of aggregate, and the window evaluate merges.
     #[arg(long, env = "SLUICE_WINDOW_SECONDS", default_value_t = 60)]
     window_seconds: u64,
-    /// How long after its end a window waits for late records before it is evaluated.
-    #[arg(long, env = "SLUICE_ALLOWED_LATENESS_SECONDS", default_value_t = 120)]
+    /// How long after its end a window still takes records (by arrival time) before it is
+    /// evaluated; later ones count, marked late, in the window they arrive in. 0 pages soonest.
+    #[arg(long, env = "SLUICE_ALLOWED_LATENESS_SECONDS", default_value_t = 0)]
     allowed_lateness_seconds: u64,
     /// How often evaluate runs (the template's schedule is every minute).
     #[arg(long, default_value_t = 60.0)]

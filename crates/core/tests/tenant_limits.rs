@@ -14,7 +14,8 @@ use sluice_core::alerting::delivery::{HttpPoster, PostError};
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::RuleOutput;
 use sluice_core::evaluate::{
-    EvaluateConfig, Evaluator, RuleRunner, TenantRule, TenantState, decoded_len,
+    BucketState, EvaluateConfig, Evaluator, RuleRunner, TenantRule, TenantState, bucket_state_key,
+    decoded_len,
 };
 use sluice_core::level::Level;
 use sluice_core::tenancy::limits::{OTHER_SERVICE, TenantLimits};
@@ -100,12 +101,25 @@ async fn evaluate(store: &LocalDirStore, runner: &Hoarder) -> sluice_core::evalu
 }
 
 async fn state_of(store: &LocalDirStore, tenant: &str) -> TenantState {
-    let body = store
-        .get(&format!("alerts/state/tenant={tenant}.json"))
-        .await
-        .expect("get")
-        .expect("state written");
-    serde_json::from_slice(&body).expect("state")
+    let key = bucket_state_key(TenantBuckets::DEFAULT.of(tenant));
+    let body = store.get(&key).await.expect("get").expect("state written");
+    let mut states: BucketState = serde_json::from_slice(&body).expect("bucket state");
+    let mut state = states.tenants.remove(tenant).expect("the tenant's state");
+    if let Some(object) = &state.rule_state_object {
+        let body = store
+            .get(object)
+            .await
+            .expect("get")
+            .expect("rule state object");
+        state.rule_state = serde_json::from_slice(&body).expect("rule state");
+    }
+    state
+}
+
+/// The size of the state object of `tenant`'s bucket.
+async fn bucket_object_bytes(store: &LocalDirStore, tenant: &str) -> usize {
+    let key = bucket_state_key(TenantBuckets::DEFAULT.of(tenant));
+    store.get(&key).await.expect("get").expect("state").len()
 }
 
 #[tokio::test]
@@ -227,6 +241,21 @@ async fn five_hundred_rules_with_a_mebibyte_of_state_each_are_refused_at_the_ten
     assert_eq!(state.rule_state.len(), kept);
     let stored: usize = state.rule_state.values().map(|s| decoded_len(s)).sum();
     assert!(stored as u64 <= limits.max_state_bytes, "{stored}");
+    // Mallory's megabytes are an object of its own: its bucket's object, which every window
+    // of its neighbours reads and writes, stays small.
+    assert!(
+        state
+            .rule_state_object
+            .as_deref()
+            .is_some_and(|k| k.starts_with("alerts/state/rules/tenant=mallory/")),
+        "{:?}",
+        state.rule_state_object
+    );
+    let bucket = bucket_object_bytes(&store, "mallory").await;
+    assert!(
+        bucket < 64 * 1024,
+        "the bucket's state object is {bucket} bytes"
+    );
 
     let acme = by_tenant["acme"];
     assert_eq!((acme.rules_run, acme.rule_errors.len()), (1, 0), "{acme:?}");

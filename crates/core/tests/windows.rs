@@ -45,17 +45,23 @@ fn merging_shard_partials_equals_a_single_pass() {
         stream.put(key, payload.clone(), ts + 500);
     }
     let mut all: Vec<StreamRecord> = Vec::new();
-    let mut merged = WindowAggregator::new(WindowConfig::default());
+    // Records arrive 500 ms after they were logged: allow them that (the default of no
+    // lateness would count the last half second of each window in the next, marked late).
+    let windows = WindowConfig {
+        allowed_lateness_ms: 1_000,
+        ..WindowConfig::default()
+    };
+    let mut merged = WindowAggregator::new(windows.clone());
     for shard in 0..4 {
         let batch = stream.take_batch(shard, usize::MAX);
-        let mut per_shard = WindowAggregator::new(WindowConfig::default());
+        let mut per_shard = WindowAggregator::new(windows.clone());
         aggregate_records(&config, &mut per_shard, &batch, START);
         // Round-trip through the Lambda state encoding on the way, as the function does.
         let state = encode_state(&per_shard.drain()).expect("state encodes");
         merged.absorb(decode_state(&state).expect("state decodes"));
         all.extend(batch);
     }
-    let mut single = WindowAggregator::new(WindowConfig::default());
+    let mut single = WindowAggregator::new(windows);
     let stats = aggregate_records(&config, &mut single, &all, START);
     assert_eq!(stats.events, 30_000);
     let (merged, single) = (sorted(merged.drain()), sorted(single.drain()));
@@ -167,7 +173,10 @@ fn pattern_mining_recovers_the_generated_templates() {
 
 #[test]
 fn late_events_count_in_the_open_window_and_are_not_dropped() {
-    let config = WindowConfig::default();
+    let config = WindowConfig {
+        allowed_lateness_ms: 120_000,
+        ..WindowConfig::default()
+    };
     let mut agg = WindowAggregator::new(config.clone());
     let event = |ts_ms, arrival_ms| AggEvent {
         tenant: "acme",
@@ -195,5 +204,46 @@ fn late_events_count_in_the_open_window_and_are_not_dropped() {
     assert_eq!(
         (windows[1].count(), windows[1].services["api"].late),
         (1, 1)
+    );
+}
+
+#[test]
+fn with_the_default_of_no_lateness_a_record_arriving_after_its_window_counts_late_where_it_arrives()
+{
+    // The default pages soonest (docs/ARCHITECTURE.md §12): a window holds exactly what
+    // arrived before its end, so Lambda's final invocation of the tumbling window vouches for it.
+    let config = WindowConfig::default();
+    assert_eq!(config.allowed_lateness_ms, 0);
+    let mut agg = WindowAggregator::new(config.clone());
+    let event = |ts_ms, arrival_ms| AggEvent {
+        tenant: "acme",
+        service: "api",
+        ts_ms,
+        arrival_ms,
+        level: Level::Info,
+        http_status: Some(200),
+        latency_ms: Some(10.0),
+        message: "ok",
+    };
+    agg.add(&event(START + 59_000, START + 59_900));
+    // Logged in the last second of the window, buffered by its client past the end.
+    agg.add(&event(START + 59_500, START + 60_200));
+    let windows = sorted(agg.drain());
+    assert_eq!(windows.len(), 2);
+    assert_eq!(
+        (
+            windows[0].start_ms,
+            windows[0].count(),
+            windows[0].services["api"].late
+        ),
+        (START, 1, 0)
+    );
+    assert_eq!(
+        (
+            windows[1].start_ms,
+            windows[1].count(),
+            windows[1].services["api"].late
+        ),
+        (START + 60_000, 1, 1)
     );
 }

@@ -19,6 +19,8 @@ pub struct Received {
     pub payload: WebhookPayload,
     pub idempotency_key: Option<String>,
     pub signature_valid: bool,
+    /// When it arrived (ms since the epoch): latency measurements read it.
+    pub received_at_ms: i64,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +155,9 @@ async fn handle(
         payload,
         idempotency_key: header("idempotency-key"),
         signature_valid,
+        received_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
     });
     notify.notify_waiters();
     StatusCode::OK

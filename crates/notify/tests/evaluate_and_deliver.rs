@@ -9,9 +9,9 @@ use sluice_core::aggregate::{aggregate_records, encode_partials, store_partials}
 use sluice_core::alerting::delivery::RetryPolicy;
 use sluice_core::alerting::lifecycle::LifecycleConfig;
 use sluice_core::alerting::model::{RuleAlert, RuleOutput, Severity};
-use sluice_core::alerting::open_markers;
 use sluice_core::evaluate::{
-    EvaluateConfig, Evaluator, HeldBack, RuleRunner, ShardWait, TenantRule, redrive,
+    BucketState, EvaluateConfig, Evaluator, HeldBack, RuleRunner, ShardWait, TenantRule,
+    bucket_state_key, redrive,
 };
 use sluice_core::synth::{Generator, Incident, SynthConfig};
 use sluice_core::tenant_bucket::TenantBuckets;
@@ -105,7 +105,7 @@ async fn seed_partials(store: &LocalDirStore) {
             .filter(|r| *r.shard_id == *shard)
             .cloned()
             .collect();
-        let mut agg = WindowAggregator::new(WindowConfig::default());
+        let mut agg = WindowAggregator::new(windows());
         aggregate_records(&IngestConfig::default(), &mut agg, &mine, START);
         store_partials(store, &agg.drain(), TenantBuckets::DEFAULT, shard, "test")
             .await
@@ -189,6 +189,15 @@ fn quick_retry() -> RetryPolicy {
     }
 }
 
+/// One-minute windows with two minutes of lateness: the times below are worked out for them
+/// (the default of no lateness is in the core's window tests).
+fn windows() -> WindowConfig {
+    WindowConfig {
+        allowed_lateness_ms: 2 * MIN,
+        ..WindowConfig::default()
+    }
+}
+
 /// How long the progress path waits past a window's close for a quiet shard's first report.
 fn first_report() -> i64 {
     ShardWait::default().first_report_ms
@@ -201,6 +210,7 @@ fn evaluator<'a>(store: &'a dyn BlobStore, http: &'a HttpPoster) -> Evaluator<'a
         runner: &ErrorRateRule,
         http,
         config: EvaluateConfig {
+            window: windows(),
             retry: quick_retry(),
             max_windows_per_run: 100,
             ..EvaluateConfig::default()
@@ -569,10 +579,9 @@ async fn a_stuck_shard_holds_windows_back_only_up_to_the_cap_and_a_quiet_one_not
 }
 
 #[tokio::test]
-async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_without_them() {
+async fn open_alerts_in_per_tenant_state_from_before_buckets_still_resolve() {
     let (_dir, store, receiver) = seeded_with_webhook().await;
     let http = HttpPoster::allowing_loopback().expect("client");
-    let marker = open_markers::marker_key("acme");
 
     // Windows 0-5: acme's error-rate alert fires at the end of minute 4.
     evaluator(&store, &http)
@@ -580,17 +589,30 @@ async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_withou
         .await
         .expect("evaluation");
     assert_eq!(receiver.received().len(), 1, "firing");
-    let open = store.list(open_markers::DIR).await.expect("list");
-    assert_eq!(
-        open,
-        [open_markers::COMPLETE_KEY.to_owned(), marker.clone()]
-    );
 
-    // A store written before markers existed: none at all. acme also goes quiet from minute 6,
-    // so only its state says it still has an alert to resolve.
-    for key in open {
-        store.delete(&key).await.expect("delete marker");
+    // A store written before state was kept per bucket: one object per tenant instead.
+    let buckets = store.list("alerts/state/bucket=").await.expect("list");
+    assert_eq!(
+        buckets.len(),
+        TenantBuckets::DEFAULT.count() as usize,
+        "one state object per bucket, whatever the number of tenants: {buckets:?}"
+    );
+    for key in buckets {
+        let body = store.get(&key).await.expect("get").expect("present");
+        let states: BucketState = serde_json::from_slice(&body).expect("bucket state");
+        for (tenant, state) in states.tenants {
+            store
+                .put(
+                    &format!("alerts/state/tenant={tenant}.json"),
+                    serde_json::to_vec(&state).expect("json").into(),
+                    "application/json",
+                )
+                .await
+                .expect("put");
+        }
+        store.delete(&key).await.expect("delete");
     }
+    // acme goes quiet from minute 6: only its old state says it still has an alert to resolve.
     acme_goes_quiet_from(&store, START + 6 * MIN).await;
     evaluator(&store, &http)
         .run(START + 20 * MIN)
@@ -602,86 +624,11 @@ async fn open_alert_markers_follow_the_alerts_and_are_rebuilt_for_a_store_withou
         .map(|r| r.payload.status.clone())
         .collect();
     assert_eq!(statuses, ["firing", "resolved"]);
-    assert_eq!(
-        store.list(open_markers::DIR).await.expect("list"),
-        [open_markers::COMPLETE_KEY.to_owned()],
-        "markers rebuilt from the states, and acme's deleted once its alert resolved"
+    let acme = bucket_state_key(TenantBuckets::DEFAULT.of("acme"));
+    let body = store.get(&acme).await.expect("get").expect("acme's bucket");
+    let states: BucketState = serde_json::from_slice(&body).expect("bucket state");
+    assert!(
+        !states.tenants["acme"].has_open_alerts(),
+        "the upgrade carried acme's alert into its bucket's state, where it resolved"
     );
-}
-
-/// The embedded store, except that writing or deleting an open-alert marker fails (as an S3
-/// outage on that one prefix would).
-#[derive(Debug)]
-struct MarkersFail(LocalDirStore);
-
-impl MarkersFail {
-    fn refuse(key: &str, op: &'static str) -> Result<(), sluice_core::StoreError> {
-        Err(sluice_core::StoreError::Backend {
-            backend: "test",
-            op,
-            key: key.to_owned(),
-            message: "injected failure".into(),
-        })
-    }
-}
-
-#[async_trait]
-impl BlobStore for MarkersFail {
-    async fn put(
-        &self,
-        key: &str,
-        body: bytes::Bytes,
-        content_type: &str,
-    ) -> Result<(), sluice_core::StoreError> {
-        if key.starts_with("alerts/open/tenant=") {
-            return Self::refuse(key, "put");
-        }
-        self.0.put(key, body, content_type).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, sluice_core::StoreError> {
-        self.0.get(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, sluice_core::StoreError> {
-        self.0.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), sluice_core::StoreError> {
-        if key.starts_with("alerts/open/tenant=") {
-            return Self::refuse(key, "delete");
-        }
-        self.0.delete(key).await
-    }
-    async fn put_if(
-        &self,
-        key: &str,
-        body: bytes::Bytes,
-        content_type: &str,
-        precondition: sluice_core::store::Precondition,
-    ) -> Result<(), sluice_core::StoreError> {
-        self.0.put_if(key, body, content_type, precondition).await
-    }
-}
-
-#[tokio::test]
-async fn a_failed_marker_write_still_delivers_and_is_put_right_by_the_next_run() {
-    let (_dir, store, receiver) = seeded_with_webhook().await;
-    let http = HttpPoster::allowing_loopback().expect("client");
-    let failing = MarkersFail(store.clone());
-    // Windows 0-5: acme's alert fires; its marker cannot be written.
-    evaluator(&failing, &http)
-        .run(START + 8 * MIN)
-        .await
-        .expect("evaluation goes on without the marker");
-    assert_eq!(
-        receiver.received().len(),
-        1,
-        "the firing notification went out"
-    );
-    let marker = open_markers::marker_key("acme");
-    assert!(store.get(&marker).await.expect("get").is_none());
-    // The next run reads acme's state again and writes the marker it lacks.
-    evaluator(&store, &http)
-        .run(START + 9 * MIN)
-        .await
-        .expect("evaluation");
-    assert!(store.get(&marker).await.expect("get").is_some());
 }

@@ -13,7 +13,8 @@
 //!
 //! The shard's progress goes to `windows/progress/` at the first and the final invocation of
 //! each window ([`sluice_core::window::progress`]): the evaluator closes a window only once
-//! every busy shard's partials for it are stored.
+//! every busy shard's partials for it are stored. A final invocation says so in
+//! [`WindowResponse::finished_through_ms`], and the binary then wakes the planner.
 
 use std::collections::HashMap;
 
@@ -61,6 +62,11 @@ pub struct LambdaWindow {
 pub struct WindowResponse {
     pub state: HashMap<String, String>,
     pub batch_item_failures: Vec<serde_json::Value>,
+    /// Set when this invocation finished the shard's tumbling window: everything that arrived
+    /// before this time is stored, so the planner may have a window to evaluate (not sent to
+    /// Lambda).
+    #[serde(skip)]
+    pub finished_through_ms: Option<i64>,
 }
 
 /// Why an invocation failed (Lambda then retries it with the same state).
@@ -172,6 +178,7 @@ pub async fn handle(
             window_start
         };
         progress::record(store, &progress(through)).await?;
+        response.finished_through_ms = props.is_final_invoke_for_window.then_some(through);
         return Ok(response);
     }
     if !props.state.contains_key(STATE_KEY) {
@@ -254,11 +261,18 @@ mod tests {
         let store = LocalDirStore::new(dir.path());
         let (records, mut props) = parse_event(fixture()).expect("fixture parses");
         let now = records[0].arrival_ms;
+        // The fixture's records were logged at 10:29:58-59 and arrived at 10:30:00: a stack
+        // that allows two minutes of lateness counts them in 10:29 (with the default of none
+        // they would count, marked late, in 10:30).
+        let windows = WindowConfig {
+            allowed_lateness_ms: 120_000,
+            ..WindowConfig::default()
+        };
         props.is_final_invoke_for_window = false;
         let first = handle(
             &store,
             &IngestConfig::default(),
-            &WindowConfig::default(),
+            &windows,
             &records,
             &props,
             now,
@@ -268,6 +282,10 @@ mod tests {
         assert!(
             first.state.contains_key(STATE_KEY),
             "partials carried in state"
+        );
+        assert_eq!(
+            first.finished_through_ms, None,
+            "no planner wake-up mid-window"
         );
         assert!(
             store
@@ -286,17 +304,15 @@ mod tests {
         // The final invocation (Lambda sends it with no records) writes what the state holds.
         props.state = first.state;
         props.is_final_invoke_for_window = true;
-        let last = handle(
-            &store,
-            &IngestConfig::default(),
-            &WindowConfig::default(),
-            &[],
-            &props,
-            now,
-        )
-        .await
-        .expect("final invocation");
+        let last = handle(&store, &IngestConfig::default(), &windows, &[], &props, now)
+            .await
+            .expect("final invocation");
         assert!(last.state.is_empty());
+        assert_eq!(
+            last.finished_through_ms,
+            Some(1_736_937_060_000),
+            "the final invocation wakes the planner: the shard is through the window's end"
+        );
         assert_eq!(
             progress_of(&store).await.0,
             1_736_937_060_000,
@@ -341,16 +357,9 @@ mod tests {
             (2, 1, 1)
         );
         // A retried final invocation writes the same keys.
-        handle(
-            &store,
-            &IngestConfig::default(),
-            &WindowConfig::default(),
-            &[],
-            &props,
-            now,
-        )
-        .await
-        .expect("retry");
+        handle(&store, &IngestConfig::default(), &windows, &[], &props, now)
+            .await
+            .expect("retry");
         assert_eq!(store.list("windows/partials/").await.expect("list"), keys);
     }
 }

@@ -5,7 +5,7 @@
 //! scheduled run evaluates and delivers in-process).
 //!
 //! Environment: `SLUICE_DATA_BUCKET` and `SLUICE_RULES_BUCKET` (required),
-//! `SLUICE_WINDOW_SECONDS` (60), `SLUICE_ALLOWED_LATENESS_SECONDS` (120),
+//! `SLUICE_WINDOW_SECONDS` (60), `SLUICE_ALLOWED_LATENESS_SECONDS` (0),
 //! `SLUICE_TENANT_BUCKETS` (32), `SLUICE_SHARD_GRACE_SECONDS` (60) and
 //! `SLUICE_MAX_SHARD_WAIT_SECONDS` (600) (how long a closed window waits for shards whose
 //! aggregation is behind), `SLUICE_AGGREGATE_BATCHING_WINDOW_SECONDS` (5; a window is
@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let window = WindowConfig {
         window_ms: seconds_env("SLUICE_WINDOW_SECONDS", 60)? * 1000,
-        allowed_lateness_ms: seconds_env("SLUICE_ALLOWED_LATENESS_SECONDS", 120)? * 1000,
+        allowed_lateness_ms: seconds_env("SLUICE_ALLOWED_LATENESS_SECONDS", 0)? * 1000,
         tenant_buckets: TenantBuckets::new(count_env(
             "SLUICE_TENANT_BUCKETS",
             TenantBuckets::DEFAULT.count(),
@@ -72,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
             let work = SqsWorkQueue::<WorkItem>::new(
                 sqs_client(&sdk),
                 required_env("SLUICE_WORK_QUEUE_URL", "the queue of work items")?,
-                |item| (item.dedup_id(), item.dedup_id()),
+                |item| (item.dedup_id(), item.group_id()),
             );
             let planner = Planner {
                 data: &data,

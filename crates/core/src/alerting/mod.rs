@@ -2,15 +2,13 @@
 //! them ([`lifecycle`]), per-tenant configuration ([`tenant_config`]) checked on write
 //! ([`config_validation`]), and notifications in the Alertmanager webhook shape, signed with
 //! generated secrets ([`webhook`], [`webhook_secrets`]), delivered with retries
-//! ([`delivery`]) and only to public addresses ([`egress`]); [`open_markers`] lists the
-//! tenants with open alerts.
+//! ([`delivery`]) and only to public addresses ([`egress`]).
 
 pub mod config_validation;
 pub mod delivery;
 pub mod egress;
 pub mod lifecycle;
 pub mod model;
-pub mod open_markers;
 pub mod tenant_config;
 pub mod webhook;
 pub mod webhook_secrets;

@@ -90,7 +90,6 @@ impl Evaluator<'_> {
     /// items through the workers, its notifications through the delivery.
     pub async fn evaluate_window(&self, start_ms: i64) -> Result<WindowReport, EvaluateError> {
         let planner = self.planner();
-        planner.ensure_open_markers().await?;
         let work = InProcessQueue::<WorkItem>::new();
         work.send_all(planner.items(start_ms))
             .await

@@ -6,11 +6,12 @@
 //! concurrency. The queues are a [`queue::WorkQueue`]: in-process channels for `sluice local
 //! run`, the demo and [`Evaluator`] ([`in_process`]), SQS on AWS (`sluice-aws`).
 //!
-//! Tenants without partials but with an open alert (found by their [`crate::alerting::open_markers`]) are
-//! evaluated on an empty window, so their alerts can resolve.
+//! Tenants without partials but with an open alert (their bucket's state says so) are evaluated
+//! on an empty window, so their alerts can resolve.
 //!
 //! Running a work item twice sends nothing twice: each tenant's state records the last window
-//! evaluated and is written with a conditional write before anything is enqueued for delivery.
+//! evaluated, and the bucket's states are written with one conditional write before anything is
+//! enqueued for delivery.
 //! Deliveries are written ahead under `alerts/undelivered/` and removed once delivered, so what
 //! still fails stays there for `sluice alerts redrive`, which goes through [`delivery`] too.
 //! One tenant's failure (a store error, a broken rule, a dead webhook) is recorded in its own
@@ -175,7 +176,19 @@ pub struct HeldBack {
     pub shards: Vec<String>,
 }
 
-/// What the evaluator keeps per tenant, in `alerts/state/tenant=T.json`.
+/// Every tenant's [`TenantState`] of one tenant bucket, in `alerts/state/bucket=<b>.json`: one
+/// GET and one conditional PUT per bucket and window (docs/ARCHITECTURE.md §12).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BucketState {
+    pub tenants: BTreeMap<String, TenantState>,
+}
+
+/// Where a tenant bucket's [`BucketState`] lives.
+pub fn bucket_state_key(bucket: u32) -> String {
+    format!("alerts/state/bucket={bucket:04}.json")
+}
+
+/// What the evaluator keeps per tenant, in its bucket's [`BucketState`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TenantState {
     pub last_window_start: Option<i64>,
@@ -183,7 +196,15 @@ pub struct TenantState {
     /// Rule name → the rule's opaque state, base64.
     pub rule_state: BTreeMap<String, String>,
     pub known_patterns: KnownPatterns,
+    /// Where `rule_state` is kept instead when it is too large to share its bucket's object
+    /// ([`INLINE_RULE_STATE_BYTES`]): a tenant's large state is its own object, written only
+    /// in the windows it changes, and never inflates its neighbours' reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_state_object: Option<String>,
 }
+
+/// Rule state up to this size (base64, all the tenant's rules) is kept in the bucket's object.
+pub const INLINE_RULE_STATE_BYTES: usize = 16 * 1024;
 
 impl TenantState {
     /// True while an alert is pending or firing.
@@ -283,6 +304,7 @@ pub enum EvaluateError {
 }
 
 /// Where each tenant's [`TenantState`] lives: this, the tenant, `.json`.
+/// Where each tenant's state lived before it was kept per bucket (read once, to upgrade).
 pub(crate) const STATE_PREFIX: &str = "alerts/state/tenant=";
 
 /// The JSON object stored under `key`; one that does not parse is [`EvaluateError::Corrupt`].
@@ -294,10 +316,6 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         key: key.to_owned(),
         detail: e.to_string(),
     })
-}
-
-pub(crate) fn state_key(tenant: &str) -> String {
-    format!("{STATE_PREFIX}{tenant}.json")
 }
 
 /// The length of what a padded base64 string decodes to: three bytes per four characters,

@@ -12,8 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::queue::WorkQueue;
-use super::{EvaluateConfig, EvaluateError, HeldBack, STATE_PREFIX, TenantState, read_json};
-use crate::alerting::open_markers;
+use super::{EvaluateConfig, EvaluateError, HeldBack, read_json};
 use crate::error::CoreError;
 use crate::partition;
 use crate::store::BlobStore;
@@ -38,6 +37,12 @@ impl WorkItem {
     /// twice for one window queues its items once.
     pub fn dedup_id(&self) -> String {
         format!("{:013}-{:04}", self.window_start_ms, self.bucket)
+    }
+
+    /// The SQS FIFO message group: the bucket, so that one bucket's windows are evaluated one
+    /// at a time and in order (its state is one object), and the buckets side by side.
+    pub fn group_id(&self) -> String {
+        format!("bucket-{:04}", self.bucket)
     }
 }
 
@@ -139,9 +144,6 @@ impl Planner<'_> {
         queue: &dyn WorkQueue<WorkItem>,
     ) -> Result<Plan, EvaluateError> {
         let plan = self.ready(now_ms, None).await?;
-        if !plan.ready.is_empty() {
-            self.ensure_open_markers().await?;
-        }
         for window in &plan.ready {
             queue
                 .send_all(self.items(window.start_ms))
@@ -176,36 +178,6 @@ impl Planner<'_> {
             )),
             None => Ok(None),
         }
-    }
-
-    /// Builds the open-alert markers from every tenant's state if they have never been built
-    /// (a store written before markers existed), so the workers can trust them.
-    pub async fn ensure_open_markers(&self) -> Result<(), EvaluateError> {
-        if open_markers::marked_tenants(self.data).await?.is_some() {
-            return Ok(());
-        }
-        let mut open = 0;
-        for key in self.data.list(STATE_PREFIX).await? {
-            let Some(tenant) = key
-                .strip_prefix(STATE_PREFIX)
-                .and_then(|k| k.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            let Some(body) = self.data.get(&key).await? else {
-                continue;
-            };
-            if read_json::<TenantState>(&key, &body)?.has_open_alerts() {
-                open_markers::reconcile(self.data, tenant, false, true).await?;
-                open += 1;
-            }
-        }
-        open_markers::mark_complete(self.data).await?;
-        tracing::info!(
-            tenants = open,
-            "open-alert markers built from every tenant's state"
-        );
-        Ok(())
     }
 
     /// Whether the window starting at `start_ms` may be evaluated now, given the shards'

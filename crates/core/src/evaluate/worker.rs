@@ -1,15 +1,19 @@
 //! The evaluation worker: one [`WorkItem`] (one tenant bucket of one window) at a time
-//! (docs/ARCHITECTURE.md §12). It merges the bucket's partials across shards, adds the bucket's
-//! quiet tenants that still have an open alert, and evaluates each tenant on its own: limits,
-//! metrics, rules, lifecycle, audit trail, then the tenant's state with a conditional write, and
-//! only then its notifications, written ahead under `alerts/undelivered/` and queued for
-//! [`super::delivery`].
+//! (docs/ARCHITECTURE.md §12). It merges the bucket's partials across shards, reads the bucket's
+//! state (one object holding every tenant's [`TenantState`] of the bucket), adds the quiet
+//! tenants that still have an open alert, and evaluates each tenant on its own: limits, metrics,
+//! rules, lifecycle, audit trail, and its notifications written ahead under
+//! `alerts/undelivered/`. Then it commits the bucket's state with one conditional write and only
+//! then queues the notifications for [`super::delivery`]. So the state costs one GET and one PUT
+//! per bucket and window, whatever the number of tenants.
 //!
-//! A tenant whose evaluation fails (a store error, a corrupt state) is reported as failed; the
-//! other tenants of the item go on. The item is then retried (by SQS, or by the in-process
-//! driver): the tenants already done skip the window, since their state says it is evaluated.
+//! A tenant whose evaluation fails (a store error, a broken rule's host) is reported as failed
+//! and keeps its previous state; the other tenants of the item go on. The item is then retried
+//! (by SQS, or by the in-process driver): the tenants already done skip the window, since their
+//! state says it is evaluated. A commit that loses a race with another attempt of the bucket
+//! withdraws what it wrote ahead and fails the item, which is then retried on the new state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,18 +24,18 @@ use super::delivery::DeliveryItem;
 use super::planner::WorkItem;
 use super::queue::WorkQueue;
 use super::{
-    EvaluateConfig, EvaluateError, RuleRunner, TenantReport, TenantState, Undelivered, json_bytes,
-    read_json, state_key,
+    BucketState, EvaluateConfig, EvaluateError, RuleRunner, STATE_PREFIX, TenantReport,
+    TenantState, Undelivered, bucket_state_key, json_bytes, read_json,
 };
 use crate::aggregate::{bucket_prefix, decode_partials};
 use crate::alerting::lifecycle::{Transition, apply};
-use crate::alerting::open_markers;
 use crate::alerting::tenant_config::TenantConfig;
 use crate::alerting::webhook::{idempotency_key, payload};
 use crate::error::CoreError;
 use crate::partition;
 use crate::store::{BlobStore, Precondition, StoreError};
 use crate::tenancy::limits::{OTHER_SERVICE, TenantLimits};
+use crate::tenant_bucket::TenantBuckets;
 use crate::window::summary::WindowSummary;
 use crate::window::{TenantWindow, metrics_out, patterns_out};
 
@@ -50,6 +54,17 @@ impl ItemOutcome {
     pub fn failed(&self) -> impl Iterator<Item = &TenantReport> {
         self.tenants.iter().filter(|t| t.error.is_some())
     }
+}
+
+/// One tenant's evaluation within an item.
+struct TenantOutcome {
+    report: TenantReport,
+    /// The state to commit; `None` when the tenant failed or had evaluated the window before.
+    state: Option<TenantState>,
+    /// Its notifications, written ahead, to queue once the state is committed.
+    pending: Vec<DeliveryItem>,
+    /// The rule state object the committed state no longer names, to delete after the commit.
+    superseded: Option<String>,
 }
 
 /// Evaluates work items.
@@ -73,31 +88,82 @@ impl Worker<'_> {
         let w = &self.config.window;
         let start_ms = item.window_start_ms;
         let (mut merged, partials_read) = self.merged_partials(item).await?;
+        let key = bucket_state_key(item.bucket);
+        let (mut states, version) = match self.data.get_versioned(&key).await? {
+            Some((body, tag)) => (read_json::<BucketState>(&key, &body)?, Some(tag)),
+            None => (self.states_before_buckets(item.bucket).await?, None),
+        };
         // A tenant that has gone quiet still has its open alerts evaluated, on an empty window:
         // an alert whose service stopped logging then resolves (and a rule that watches for
         // silence can fire) instead of staying as it was for ever.
-        let open: BTreeSet<String> = open_markers::marked_tenants(self.data)
-            .await?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|t| w.tenant_buckets.of(t) == item.bucket)
-            .collect();
-        for tenant in &open {
-            if !merged.contains_key(tenant) {
+        for (tenant, state) in &states.tenants {
+            if state.has_open_alerts() && !merged.contains_key(tenant) {
                 let window = TenantWindow::new(tenant, start_ms, start_ms + w.window_ms);
                 merged.insert(tenant.clone(), window);
             }
         }
-        let open = &open;
-        let mut each: Vec<super::in_process::Boxed<'_, TenantReport>> = Vec::new();
+        let mut each: Vec<super::in_process::Boxed<'_, TenantOutcome>> = Vec::new();
         for window in merged.values() {
-            each.push(Box::pin(self.tenant_or_failure(window, open, deliveries)));
+            let prior = states.tenants.get(&window.tenant).cloned();
+            each.push(Box::pin(self.tenant_or_failure(window, prior)));
         }
-        let mut tenants: Vec<TenantReport> = futures::stream::iter(each)
+        let outcomes: Vec<TenantOutcome> = futures::stream::iter(each)
             .buffer_unordered(self.config.tenant_concurrency.max(1))
             .collect()
             .await;
+        let mut tenants = Vec::with_capacity(outcomes.len());
+        let mut pending = Vec::new();
+        let mut changed = false;
+        let mut superseded = Vec::new();
+        for outcome in outcomes {
+            superseded.extend(outcome.superseded);
+            if let Some(state) = outcome.state {
+                states.tenants.insert(outcome.report.tenant.clone(), state);
+                changed = true;
+            }
+            pending.extend(outcome.pending);
+            tenants.push(outcome.report);
+        }
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        if changed || version.is_none() {
+            let condition = match version {
+                Some(tag) => Precondition::Matches(tag),
+                None => Precondition::Absent,
+            };
+            if let Err(e) = self
+                .data
+                .put_if(&key, json_bytes(&states)?, "application/json", condition)
+                .await
+            {
+                // Nothing of this attempt may go out: withdraw what was written ahead.
+                for p in &pending {
+                    self.data.delete(&p.key).await?;
+                }
+                if matches!(e, StoreError::PreconditionFailed { .. }) {
+                    tracing::info!(
+                        ?item,
+                        "another attempt committed this bucket first; retrying on its state"
+                    );
+                }
+                return Err(e.into());
+            }
+        }
+        for key in superseded {
+            if let Err(e) = self.data.delete(&key).await {
+                tracing::warn!(%key, error = %e, "could not delete a superseded rule state object");
+            }
+        }
+        // Committed: queue each tenant's notifications (they stay under alerts/undelivered/
+        // for a redrive if queueing fails).
+        let mut by_tenant: BTreeMap<String, Vec<DeliveryItem>> = BTreeMap::new();
+        for p in pending {
+            by_tenant.entry(p.tenant.clone()).or_default().push(p);
+        }
+        for (tenant, items) in by_tenant {
+            if let Err(e) = deliveries.send_all(items).await {
+                tracing::error!(%tenant, error = %e, "could not queue the tenant's notifications; they stay under alerts/undelivered/");
+            }
+        }
         Ok(ItemOutcome {
             item: Some(item),
             tenants,
@@ -105,35 +171,55 @@ impl Worker<'_> {
         })
     }
 
-    /// One tenant's evaluation, its notifications queued; a failure is in the report.
+    /// The states of the bucket's tenants from before state was kept per bucket (one object
+    /// per tenant under `alerts/state/tenant=`): read once, the first time the bucket is
+    /// evaluated, so an upgrade keeps every open alert.
+    async fn states_before_buckets(&self, bucket: u32) -> Result<BucketState, EvaluateError> {
+        let buckets: TenantBuckets = self.config.window.tenant_buckets;
+        let mut states = BucketState::default();
+        for key in self.data.list(STATE_PREFIX).await? {
+            let Some(tenant) = key
+                .strip_prefix(STATE_PREFIX)
+                .and_then(|k| k.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if buckets.of(tenant) != bucket {
+                continue;
+            }
+            if let Some(body) = self.data.get(&key).await? {
+                states
+                    .tenants
+                    .insert(tenant.to_owned(), read_json::<TenantState>(&key, &body)?);
+            }
+        }
+        Ok(states)
+    }
+
+    /// One tenant's evaluation; a failure is in the report, with no new state.
     async fn tenant_or_failure(
         &self,
         window: &TenantWindow,
-        open: &BTreeSet<String>,
-        deliveries: &dyn WorkQueue<DeliveryItem>,
-    ) -> TenantReport {
-        let start_ms = window.start_ms;
+        prior: Option<TenantState>,
+    ) -> TenantOutcome {
+        match self
+            .evaluate_tenant(window, prior.unwrap_or_default())
+            .await
         {
-            let marked = open.contains(&window.tenant);
-            match self.evaluate_tenant(window, marked).await {
-                Ok((report, pending)) => {
-                    if !pending.is_empty()
-                        && let Err(e) = deliveries.send_all(pending).await
-                    {
-                        // The records stay under alerts/undelivered/ for a redrive.
-                        tracing::error!(tenant = %window.tenant, error = %e, "could not queue the tenant's notifications; they stay under alerts/undelivered/");
-                    }
-                    report
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %window.tenant, window_start = start_ms, error = %e, "tenant evaluation failed; the item will be retried for it");
-                    TenantReport {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(tenant = %window.tenant, window_start = window.start_ms, error = %e, "tenant evaluation failed; the item will be retried for it");
+                TenantOutcome {
+                    report: TenantReport {
                         error: Some(e.to_string()),
                         ..TenantReport::new(
                             &window.tenant,
                             WindowSummary::from_window(window, |_| false),
                         )
-                    }
+                    },
+                    state: None,
+                    pending: Vec::new(),
+                    superseded: None,
                 }
             }
         }
@@ -172,14 +258,26 @@ impl Worker<'_> {
         Ok((merged, read))
     }
 
-    /// Evaluates one tenant's window and commits its state; `marked` is whether the tenant
-    /// has an open-alert marker. Returns the deliveries written ahead, to queue.
+    /// Evaluates one tenant's window from its state before it: the report, the new state to
+    /// commit (none when the window was evaluated before), and the deliveries written ahead.
     async fn evaluate_tenant(
         &self,
         window: &TenantWindow,
-        marked: bool,
-    ) -> Result<(TenantReport, Vec<DeliveryItem>), EvaluateError> {
+        mut state: TenantState,
+    ) -> Result<TenantOutcome, EvaluateError> {
         let tenant = window.tenant.as_str();
+        let spilled = state.rule_state_object.clone();
+        if let Some(key) = &spilled {
+            let body = self
+                .data
+                .get(key)
+                .await?
+                .ok_or_else(|| EvaluateError::Corrupt {
+                    key: key.clone(),
+                    detail: "the tenant's rule state object is missing".into(),
+                })?;
+            state.rule_state = read_json(key, &body)?;
+        }
         let limits = match TenantLimits::load(self.rules_store, tenant).await {
             Ok(limits) => limits,
             Err(e) => {
@@ -202,11 +300,6 @@ impl Worker<'_> {
             }
             None => (window, 0, 0),
         };
-        let key = state_key(tenant);
-        let (mut state, version) = match self.data.get_versioned(&key).await? {
-            Some((body, tag)) => (read_json::<TenantState>(&key, &body)?, Some(tag)),
-            None => (TenantState::default(), None),
-        };
         let summary = WindowSummary::from_window(window, |id| state.known_patterns.contains(id));
         let mut report = TenantReport {
             folded_services,
@@ -217,11 +310,15 @@ impl Worker<'_> {
             .last_window_start
             .is_some_and(|last| last >= window.start_ms)
         {
-            // The run that evaluated this window wrote its metrics before it advanced the
-            // state, so a retry writes nothing at all (but puts a marker it missed right).
-            self.mark_open(tenant, marked, &state).await;
+            // The attempt that evaluated this window wrote its metrics before it committed
+            // the state, so a retry writes nothing at all.
             report.already_evaluated = true;
-            return Ok((report, Vec::new()));
+            return Ok(TenantOutcome {
+                report,
+                state: None,
+                pending: Vec::new(),
+                superseded: None,
+            });
         }
         let metrics = metrics_out::encode(&[&report.summary])?;
         self.data
@@ -381,45 +478,28 @@ impl Worker<'_> {
                 });
             }
         }
-        let state_body = Bytes::from(
-            serde_json::to_vec(&state)
-                .map_err(std::io::Error::from)
-                .map_err(CoreError::from)?,
-        );
-        let condition = match version {
-            Some(tag) => Precondition::Matches(tag),
-            None => Precondition::Absent,
-        };
-        if let Err(e) = self
-            .data
-            .put_if(&key, state_body, "application/json", condition)
-            .await
-        {
-            for p in &pending {
-                self.data.delete(&p.key).await?;
-            }
-            if matches!(e, StoreError::PreconditionFailed { .. }) {
-                tracing::info!(
-                    tenant,
-                    "another evaluator committed this window first; sending nothing"
-                );
-                report.already_evaluated = true;
-                report.transitions.clear();
-                return Ok((report, Vec::new()));
-            }
-            return Err(e.into());
+        // Large rule state goes to an object of its own, named for the window so that an
+        // attempt that loses the commit never overwrites the one the committed state names.
+        let inline: usize = state.rule_state.values().map(String::len).sum();
+        state.rule_state_object = None;
+        if inline > super::INLINE_RULE_STATE_BYTES {
+            let key = format!(
+                "alerts/state/rules/tenant={tenant}/{:013}.json",
+                window.start_ms
+            );
+            self.data
+                .put(&key, json_bytes(&state.rule_state)?, "application/json")
+                .await?;
+            state.rule_state.clear();
+            state.rule_state_object = Some(key);
         }
-        self.mark_open(tenant, marked, &state).await;
-        Ok((report, pending))
-    }
-
-    /// Puts the tenant's open-alert marker right. A failure only warns: the state is committed
-    /// and its notifications must still go out, and the next read of the state retries.
-    async fn mark_open(&self, tenant: &str, marked: bool, state: &TenantState) {
-        let open = state.has_open_alerts();
-        if let Err(e) = open_markers::reconcile(self.data, tenant, marked, open).await {
-            tracing::warn!(tenant, open, error = %e, "could not update the open-alert marker; the next evaluation retries");
-        }
+        let superseded = spilled.filter(|old| state.rule_state_object.as_ref() != Some(old));
+        Ok(TenantOutcome {
+            report,
+            state: Some(state),
+            pending,
+            superseded,
+        })
     }
 
     async fn tenant_config(

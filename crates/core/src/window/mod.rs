@@ -218,7 +218,7 @@ impl Default for WindowConfig {
     fn default() -> Self {
         Self {
             window_ms: 60_000,
-            allowed_lateness_ms: 120_000,
+            allowed_lateness_ms: 0,
             max_patterns: 500,
             tenant_buckets: crate::tenant_bucket::TenantBuckets::DEFAULT,
         }

@@ -157,9 +157,18 @@ pub fn partials(
                 .filter(|r| *r.shard_id == *id)
                 .cloned()
                 .collect();
-            let mut agg = WindowAggregator::new(WindowConfig::default());
+            // The records arrive 200 ms after they are logged: allow for it, so that each
+            // tenant has the whole window (no lateness would move the last 200 ms on).
+            let mut agg = WindowAggregator::new(WindowConfig {
+                allowed_lateness_ms: 1_000,
+                ..WindowConfig::default()
+            });
             aggregate_records(&IngestConfig::default(), &mut agg, &mine, window_start);
-            let base = agg.drain();
+            let base: Vec<TenantWindow> = agg
+                .drain()
+                .into_iter()
+                .filter(|w| w.start_ms == window_start)
+                .collect();
             let copies = (0..tenants)
                 .map(|i| TenantWindow {
                     tenant: format!("tenant-{i:05}"),
