@@ -573,6 +573,8 @@ struct CachedRule {
     record: AcceptedRecord,
     rule: Arc<LoadedRule>,
     limits: Limits,
+    /// The manifest's `[params]`, so listing a loaded rule reads only its record.
+    params: toml::Table,
 }
 
 /// How many loaded rules a runner keeps by default (each holds compiled code).
@@ -589,6 +591,9 @@ pub struct StoreRuleRunner<'a> {
     loaded: Mutex<Lru<RuleId, CachedRule>>,
     /// Each tenant's limits, read again whenever its rules are listed (once per window).
     tenant_limits: Mutex<HashMap<String, TenantLimits>>,
+    /// The records read when the rules were listed, taken by the run that follows, so a
+    /// window reads each rule's record once.
+    listed: Mutex<HashMap<RuleId, AcceptedRecord>>,
     counters: LoadCounters,
 }
 
@@ -610,6 +615,7 @@ impl<'a> StoreRuleRunner<'a> {
             policy,
             loaded: Mutex::new(Lru::new(capacity)),
             tenant_limits: Mutex::default(),
+            listed: Mutex::default(),
             counters: LoadCounters::default(),
         }
     }
@@ -634,13 +640,21 @@ impl<'a> StoreRuleRunner<'a> {
     async fn accepted_params(&self, tenant: &str, rule: &str) -> Result<toml::Table, String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
         let record = self.record(&id).await?;
+        let cached = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&id))
+            .filter(|c| c.record == record)
+            .map(|c| c.params);
+        if let Ok(mut listed) = self.listed.lock() {
+            listed.insert(id.clone(), record.clone());
+        }
+        if let Some(params) = cached {
+            return Ok(params);
+        }
         let text = rule_versions::accepted_manifest(self.store, &id, &record).await?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{id:?}: {e}"))?;
-        Ok(table
-            .get("params")
-            .and_then(|p| p.as_table())
-            .cloned()
-            .unwrap_or_default())
+        params_of(&id, &text)
     }
 
     /// The registry's record of the active version of `id`.
@@ -663,16 +677,22 @@ impl<'a> StoreRuleRunner<'a> {
 
     async fn load(&self, tenant: &str, rule: &str) -> Result<(Arc<LoadedRule>, Limits), String> {
         let id = RuleId::new(tenant, rule).map_err(|e| e.to_string())?;
-        let record = self.record(&id).await?;
+        // The record read moments ago when the rules were listed, or a fresh one.
+        let listed = self.listed.lock().ok().and_then(|mut l| l.remove(&id));
+        let record = match listed {
+            Some(record) => record,
+            None => self.record(&id).await?,
+        };
         if let Ok(mut cache) = self.loaded.lock()
             && let Some(cached) = cache.get(&id)
             && cached.record == record
         {
             return Ok((cached.rule, cached.limits));
         }
-        let manifest = rule_versions::accepted_manifest(self.store, &id, &record).await?;
-        let manifest = Manifest::parse(&manifest).map_err(|e| e.to_string())?;
+        let text = rule_versions::accepted_manifest(self.store, &id, &record).await?;
+        let manifest = Manifest::parse(&text).map_err(|e| e.to_string())?;
         let limits = manifest.limits;
+        let params = params_of(&id, &text)?;
         let loaded =
             Arc::new(load_accepted(self.host, self.store, &id, &record, &self.counters).await?);
         if let Ok(mut cache) = self.loaded.lock() {
@@ -682,6 +702,7 @@ impl<'a> StoreRuleRunner<'a> {
                     record,
                     rule: loaded.clone(),
                     limits,
+                    params,
                 },
             );
         }
@@ -689,9 +710,23 @@ impl<'a> StoreRuleRunner<'a> {
     }
 }
 
+/// The `[params]` table of a manifest's text.
+fn params_of(id: &RuleId, manifest: &str) -> Result<toml::Table, String> {
+    let table: toml::Table = toml::from_str(manifest).map_err(|e| format!("{id:?}: {e}"))?;
+    Ok(table
+        .get("params")
+        .and_then(|p| p.as_table())
+        .cloned()
+        .unwrap_or_default())
+}
+
 #[async_trait]
 impl RuleRunner for StoreRuleRunner<'_> {
     async fn rules(&self, tenant: &str) -> Result<Vec<TenantRule>, String> {
+        // Records listed before and never run are stale now.
+        if let Ok(mut listed) = self.listed.lock() {
+            listed.retain(|id, _| id.tenant() != tenant);
+        }
         let limits = tenant_limits(self.store, tenant).await;
         if let Ok(mut all) = self.tenant_limits.lock() {
             all.insert(tenant.to_owned(), limits);

@@ -7,6 +7,7 @@ mod support;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sluice_core::counting_store::CountingStore;
 use sluice_core::evaluate::RuleRunner;
 use sluice_core::tenancy::rule_registry::{
     RollbackRequest, active_version, rollback_request_key, versions,
@@ -267,4 +268,49 @@ async fn a_removal_while_the_upload_is_judged_wins() {
         .expect("concludes");
     assert_eq!(status.status, "removed");
     assert_rule_gone(&store).await;
+}
+
+/// One window as a warm evaluator sees it: the rules listed, then each run. Returns the
+/// requests the runs made after the listing, and the `warning` they ran with.
+async fn one_window(
+    runner: &StoreRuleRunner<'_>,
+    store: &CountingStore<LocalDirStore>,
+) -> (sluice_core::counting_store::RequestCounts, Option<f64>) {
+    let window = sluice_core::window::summary::WindowSummary::from_window(
+        &sluice_core::window::TenantWindow::new("acme", 0, 60_000),
+        |_| false,
+    );
+    let rules = runner.rules("acme").await.expect("listed");
+    let listed = store.counts();
+    for rule in &rules {
+        runner
+            .run("acme", rule, &window, &rule.params, None)
+            .await
+            .expect("runs");
+    }
+    let warning = rules
+        .iter()
+        .find(|r| r.name == "threshold")
+        .and_then(|r| r.params.get("warning")?.as_float());
+    (store.counts().since(&listed), warning)
+}
+
+#[tokio::test]
+async fn a_warm_runner_reads_nothing_more_to_run_a_listed_rule_and_still_follows_a_rollback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = CountingStore::new(LocalDirStore::new(dir.path()));
+    three_versions(&store).await;
+    let runner = StoreRuleRunner::new(host(), &store, Policy::default());
+    let (cold, warning) = one_window(&runner, &store).await;
+    assert_eq!(warning, Some(0.3));
+    assert!(cold.get > 0, "the first run loads the rule: {cold:?}");
+    // Warm: listing read the record; running needs neither it again nor the manifest.
+    let (warm, warning) = one_window(&runner, &store).await;
+    assert_eq!(warning, Some(0.3));
+    assert_eq!(warm.total(), 0, "{warm:?}");
+    // A rollback changes the record: the next window runs version 1 with its own params.
+    let back = request_rollback(&store, 1).await;
+    assert!(back.accepted(), "{back:?}");
+    let (_, warning) = one_window(&runner, &store).await;
+    assert_eq!(warning, Some(0.1));
 }
