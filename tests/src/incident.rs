@@ -9,12 +9,11 @@
 //! reports how long after the incident's first record each tenant's first page arrived.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, ensure};
+use anyhow::Context as _;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use bytes::Bytes;
@@ -133,23 +132,6 @@ impl Drop for BlackHole {
     }
 }
 
-/// The directory of the built rule components.
-pub fn wasm_dir() -> PathBuf {
-    std::env::var_os("SLUICE_PLUGINS_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("plugins/target/wasm32-wasip2/debug"))
-}
-
-fn component(file: &str) -> anyhow::Result<Vec<u8>> {
-    let path = wasm_dir().join(file);
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "reading {} (cargo build --target wasm32-wasip2 in plugins/, or set SLUICE_PLUGINS_WASM_DIR)",
-            path.display()
-        )
-    })
-}
-
 /// Installs an accepted rule for `tenant` as the registry records one (the component was
 /// compiled once for every tenant, as a registry compiling the same bytes would produce).
 async fn install(
@@ -208,11 +190,11 @@ async fn install_tenants(
     dead: &str,
 ) -> anyhow::Result<()> {
     let host = Host::new(EngineConfig::default())?;
-    let threshold = component("threshold.wasm")?;
+    let threshold = crate::rule_component("threshold.wasm")?;
     let threshold_artifact = host.precompile(&threshold)?;
     let threshold_manifest =
         std::fs::read_to_string(crate::repo_root().join("plugins/examples/threshold/rule.toml"))?;
-    let misbehave = component("misbehave.wasm")?;
+    let misbehave = crate::rule_component("misbehave.wasm")?;
     let misbehave_artifact = host.precompile(&misbehave)?;
     let misbehave_manifest =
         "[rule]\nname = \"misbehave\"\napi = \"0.1.0\"\n\n[params]\ndo = \"echo\"\n";
@@ -275,7 +257,11 @@ fn now_ms() -> i64 {
 }
 
 /// One tick of traffic: four records per tenant, all failing during the incident.
-fn tick_records(tenants: &[String], failing: bool, seq: &mut u64) -> Vec<(String, Vec<u8>)> {
+fn tick_records(
+    tenants: &[String],
+    failing: bool,
+    seq: &mut u64,
+) -> anyhow::Result<Vec<PutRecordsRequestEntry>> {
     let ts = now_ms();
     let mut out = Vec::with_capacity(tenants.len() * 4);
     for tenant in tenants {
@@ -287,48 +273,15 @@ fn tick_records(tenants: &[String], failing: bool, seq: &mut u64) -> Vec<(String
                 r#"{{"ts":{ts},"tenant":"{tenant}","service":"checkout","level":"{level}","msg":"POST /cart/{seq} {status}","status":{status},"latency_ms":{}}}"#,
                 20 + *seq % 30
             );
-            out.push((tenant.clone(), line.into_bytes()));
-        }
-    }
-    out
-}
-
-async fn put_records(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    records: Vec<(String, Vec<u8>)>,
-) -> anyhow::Result<()> {
-    for chunk in records.chunks(500) {
-        let mut pending: Vec<PutRecordsRequestEntry> = chunk
-            .iter()
-            .map(|(key, data)| {
+            out.push(
                 PutRecordsRequestEntry::builder()
-                    .partition_key(key)
-                    .data(Blob::new(data.clone()))
-                    .build()
-            })
-            .collect::<Result<_, _>>()?;
-        for _ in 0..10 {
-            let out = kinesis
-                .put_records()
-                .stream_name(stream)
-                .set_records(Some(pending.clone()))
-                .send()
-                .await?;
-            if out.failed_record_count().unwrap_or_default() == 0 {
-                pending.clear();
-                break;
-            }
-            pending = pending
-                .into_iter()
-                .zip(out.records())
-                .filter(|(_, r)| r.error_code().is_some())
-                .map(|(e, _)| e)
-                .collect();
+                    .partition_key(tenant)
+                    .data(Blob::new(line.into_bytes()))
+                    .build()?,
+            );
         }
-        ensure!(pending.is_empty(), "PutRecords kept failing");
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Runs the scenario on the emulator (`crate::endpoint`).
@@ -378,24 +331,16 @@ pub async fn run(scenario: &Scenario) -> anyhow::Result<Outcome> {
     let mut seq = 0_u64;
     let started = tokio::time::Instant::now();
     while started.elapsed() < scenario.lead {
-        put_records(
-            &kinesis,
-            &resources.stream,
-            tick_records(&traffic, false, &mut seq),
-        )
-        .await?;
+        let records = tick_records(&traffic, false, &mut seq)?;
+        crate::put_records(&kinesis, &resources.stream, records).await?;
         tokio::time::sleep(scenario.tick).await;
     }
     let incident_start_ms = now_ms();
     let incident = tokio::time::Instant::now();
     let mut pages = BTreeMap::new();
     while incident.elapsed() < scenario.patience {
-        put_records(
-            &kinesis,
-            &resources.stream,
-            tick_records(&traffic, true, &mut seq),
-        )
-        .await?;
+        let records = tick_records(&traffic, true, &mut seq)?;
+        crate::put_records(&kinesis, &resources.stream, records).await?;
         for got in receiver.received() {
             if got.payload.status != "firing" {
                 continue;

@@ -446,6 +446,38 @@ pub fn from_base64(text: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("not base64: {text:?}"))
 }
 
+/// Puts `entries` into `stream` with PutRecords (500 a call), retrying the entries that
+/// failed (up to ten times) until every one is in.
+pub async fn put_records(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: Vec<aws_sdk_kinesis::types::PutRecordsRequestEntry>,
+) -> anyhow::Result<()> {
+    for chunk in entries.chunks(500) {
+        let mut pending = chunk.to_vec();
+        for _ in 0..10 {
+            let out = kinesis
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(pending.clone()))
+                .send()
+                .await?;
+            if out.failed_record_count().unwrap_or_default() == 0 {
+                pending.clear();
+                break;
+            }
+            pending = pending
+                .into_iter()
+                .zip(out.records())
+                .filter(|(_, r)| r.error_code().is_some())
+                .map(|(e, _)| e)
+                .collect();
+        }
+        ensure!(pending.is_empty(), "PutRecords kept failing");
+    }
+    Ok(())
+}
+
 /// A built rule component from `plugins/` (`$SLUICE_PLUGINS_WASM_DIR`, else
 /// `plugins/target/wasm32-wasip2/debug`), e.g. `threshold.wasm`.
 pub fn rule_component(file: &str) -> anyhow::Result<Vec<u8>> {

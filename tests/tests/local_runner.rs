@@ -7,7 +7,6 @@
 //! `$SLUICE_PLUGINS_WASM_DIR` (`cargo xtask test` builds them; or `cargo build --target
 //! wasm32-wasip2` in `plugins/`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -139,38 +138,17 @@ impl Pipeline {
 
     /// Puts records with PutRecords (500 a call), retrying entries that failed.
     async fn put(&self, events: &[SynthEvent]) -> TestResult {
+        let entries = events
+            .iter()
+            .map(|e| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(&e.partition_key)
+                    .data(Blob::new(e.payload.clone()))
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
         let kinesis = aws_sdk_kinesis::Client::new(&self.sdk);
-        for chunk in events.chunks(500) {
-            let mut pending: Vec<PutRecordsRequestEntry> = chunk
-                .iter()
-                .map(|e| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(&e.partition_key)
-                        .data(Blob::new(e.payload.clone()))
-                        .build()
-                })
-                .collect::<Result<_, _>>()?;
-            for _ in 0..10 {
-                let out = kinesis
-                    .put_records()
-                    .stream_name(&self.stream)
-                    .set_records(Some(pending.clone()))
-                    .send()
-                    .await?;
-                if out.failed_record_count().unwrap_or_default() == 0 {
-                    pending.clear();
-                    break;
-                }
-                pending = pending
-                    .into_iter()
-                    .zip(out.records())
-                    .filter(|(_, r)| r.error_code().is_some())
-                    .map(|(e, _)| e)
-                    .collect();
-            }
-            ensure!(pending.is_empty(), "PutRecords kept failing");
-        }
-        Ok(())
+        sluice_e2e::put_records(&kinesis, &self.stream, entries).await
     }
 
     /// Rows of the raw tier (`raw/`: nothing is compacted yet), checked by pyarrow and DuckDB
@@ -310,23 +288,6 @@ fn traffic(events: usize, tenants: usize, malformed_every: Option<usize>) -> Vec
     .collect()
 }
 
-/// The directory of the built rule components.
-fn wasm_dir() -> PathBuf {
-    std::env::var_os("SLUICE_PLUGINS_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sluice_e2e::repo_root().join("plugins/target/wasm32-wasip2/debug"))
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| {
-        format!(
-            "reading {} (build the rule components: cargo build --target wasm32-wasip2 in plugins/, \
-             or set SLUICE_PLUGINS_WASM_DIR)",
-            path.display()
-        )
-    })
-}
-
 /// Uploads a rule for `tenant` and registers it, as the registry function does.
 async fn install_rule(
     rules: &dyn BlobStore,
@@ -335,7 +296,7 @@ async fn install_rule(
     wasm_file: &str,
     manifest: &str,
 ) -> TestResult {
-    let wasm = read(&wasm_dir().join(wasm_file))?;
+    let wasm = sluice_e2e::rule_component(wasm_file)?;
     rules
         .put(
             &format!("rules/{tenant}/{name}/module.wasm"),
